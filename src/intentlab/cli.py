@@ -1,0 +1,111 @@
+"""Command-line interface: `intentlab train|evaluate|...`.
+
+Every `Config` field is a `train` flag (`--lora-r 16`, `--no-bf16`), its help taken from the field.
+Bad input ends in one line on stderr and exit code 2, never a traceback. Heavy imports (torch,
+transformers) happen inside the commands, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from intentlab import config as C
+from intentlab.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of usage dumps."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
+
+
+def add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """One flag per Config field; values stay strings here and are typed/validated by config.merge."""
+    for name, f in C.FIELDS.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = C.field_kind(name)
+        default = f.default if f.default is not C.dataclasses.MISSING else f.default_factory()
+        help_ = f"{f.metadata['help']} [default: {default}]"
+        if kind is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            p.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_)
+
+
+def config_from_args(args: argparse.Namespace, skip: Sequence[str] = ()) -> C.Config:
+    flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", *skip)}
+    return C.resolve(args.method, args.config, flags)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    from intentlab.train import train
+
+    result = train(cfg, args.out, overwrite=args.overwrite)
+    t, tr = result["test"], result["train"]
+    print(
+        f"{cfg.method}: test accuracy {t['accuracy']:.4f}, macro-F1 {t['f1_macro']:.4f}, "
+        f"weighted F1 {t['f1_weighted']:.4f} | {tr['train_seconds'] / 60:.1f} min, "
+        f"{tr['trainable_params']:,} trainable params ({tr['trainable_percent']:.2f}%) -> {args.out}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from intentlab.predict import evaluate_run
+
+    m = evaluate_run(args.run, split=args.split, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps({k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted", "loss", "n")}))
+    else:
+        print(
+            f"{args.split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['f1_macro']:.4f}, "
+            f"weighted F1 {m['f1_weighted']:.4f}, loss {m['loss']:.4f} (n={m['n']})"
+        )
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="intentlab", description="Train, compare and serve intent classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("train", help="train one run (full, lora, dora, ia3, head)")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--config", help="YAML config; flags override it, it overrides the method's shipped config")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder (kept until the new run completes)")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="reload a run and evaluate it on a split")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--split", default="test", choices=("test", "validation"))
+    p.add_argument("--data-dir", help="folder with banking77's CSVs (if it moved since training)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"intentlab {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"intentlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Typed experiment configuration: the single source of truth for every run.
+
+One flat dataclass, `Config`, holds every knob of a run. Its field docs become CLI help, its YAML form
+is what `configs/*.yaml` ship and what each run directory records as `config.yaml`.
+
+Precedence, lowest first: dataclass defaults < the method's shipped config (`configs/<method>.yaml`)
+< a user `--config FILE.yaml` < command-line flags. `validate()` collects every problem into one
+`UserError` instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from intentlab.errors import UserError
+
+METHODS = ("full", "lora", "dora", "ia3", "head")
+POOLINGS = ("mean", "cls")
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Config:
+    """Everything that defines a training run."""
+
+    # --- what to train
+    method: str = _f("lora", f"fine-tuning method: {', '.join(METHODS)}")
+    model: str = _f(DEFAULT_MODEL, "Hugging Face model id or local path of the encoder")
+    pooling: str = _f("mean", "sentence pooling: mean (of token states) or cls (BERT pooler over [CLS])")
+    train_pooler: bool = _f(True, "with --pooling cls, train the pooler dense layer with the head")
+    dropout: float = _f(0.1, "dropout before the classifier head")
+    # --- data
+    data: str = _f("banking77", "dataset: banking77, or a CSV/JSONL file or a folder with train/test files")
+    data_dir: str | None = _f(None, "folder holding banking77's train.csv/test.csv (else $INTENTLAB_DATA_DIR)")
+    text_column: str | None = _f(None, "text column of your data (default: text)")
+    label_column: str | None = _f(None, "label column of your data (default: label, intent or category)")
+    val_fraction: float = _f(0.1, "fraction of train carved out (stratified, seeded) when no validation file")
+    split_seed: int = _f(42, "seed of the validation/test carve-out (shared by runs of every --seed)")
+    test_fraction: float = _f(0.1, "fraction of the data held out as test when you give a single file")
+    max_length: int = _f(128, "truncate texts to this many tokens (batches are padded dynamically)")
+    # --- optimisation
+    epochs: int = _f(5, "training epochs")
+    lr: float = _f(1e-3, "peak learning rate (AdamW, linear warm-up then linear decay)")
+    head_lr: float | None = _f(None, "learning rate of the classifier head (default: --lr)")
+    batch_size: int = _f(32, "training batch size (global, across processes)")
+    eval_batch_size: int = _f(256, "evaluation batch size (sorted by length)")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
+    warmup_ratio: float = _f(0.06, "fraction of steps spent warming the learning rate up")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
+    patience: int = _f(0, "early stopping: epochs without validation-accuracy gain before stopping (0: off)")
+    seed: int = _f(42, "random seed: data split, initialisation, dropout and batch order")
+    bf16: bool | None = _f(
+        None, "bf16 autocast (weights and optimizer stay fp32); default: on where the hardware has fast bf16"
+    )
+    compile: bool = _f(False, "torch.compile the model (pays off only for long runs)")
+    bucket_batches: int = _f(64, "length bucketing: shuffle chunks of this many batches, sort within a chunk")
+    threads: int | None = _f(None, "CPU threads for torch (default: torch's choice, physical cores)")
+    # --- adapters (lora, dora, ia3)
+    lora_r: int = _f(8, "LoRA/DoRA rank")
+    lora_alpha: float = _f(16.0, "LoRA/DoRA alpha (scale = alpha / r)")
+    lora_dropout: float = _f(0.1, "LoRA/DoRA dropout")
+    target_modules: list[str] = _f(
+        ["query", "value"],
+        "adapted modules (name suffixes, comma-separated), or all-linear for every encoder linear layer",
+    )
+    feedforward_modules: list[str] = _f(["output.dense"], "IA3: which targets are feed-forward layers")
+
+    # ------------------------------------------------------------------ helpers
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+
+
+def field_kind(name: str) -> type:
+    """The base Python type of a field (int, float, str, bool or list), ignoring Optional."""
+    hint = _HINTS[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is not list and args:  # Optional[X]
+        hint = args[0]
+    return list if typing.get_origin(hint) is list else hint
+
+
+def _optional(name: str) -> bool:
+    return type(None) in typing.get_args(_HINTS[name])
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert a YAML or command-line value to the field's type; raise ValueError if impossible."""
+    kind = field_kind(name)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~")):
+        if _optional(name):
+            return None
+        raise ValueError("must be set")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {value!r}")
+    if kind is list:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return [str(v).strip() for v in items if str(v).strip()]
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected an integer, got {value!r}")
+        try:
+            return int(str(value).strip()) if not isinstance(value, float) else int(value)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {value!r}") from None
+    return str(value)
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def merge(base: Config, overrides: dict[str, Any], source: str) -> Config:
+    """Apply `overrides` (from YAML or flags) onto `base`, listing every unknown key or bad value."""
+    problems = []
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELDS:
+            problems.append(f"unknown key {key!r}{_suggest(name)}")
+            continue
+        try:
+            changes[name] = coerce(name, value)
+        except ValueError as e:
+            problems.append(f"{key}: {e}")
+    if problems:
+        raise UserError(f"{source}: {'; '.join(problems)}. Fix these keys (see `intentlab train --help`).")
+    return base.replace(**changes)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-line UserError."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file {p} not found. Pass an existing YAML file to --config.")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"config file {p} is not valid UTF-8 YAML ({first}). Fix its syntax.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {p} must hold a mapping of key: value, not {type(data).__name__}.")
+    return data
+
+
+def shipped_config_path(name: str) -> Path:
+    """Path of a config shipped with the package (`configs/<name>.yaml`)."""
+    return Path(str(resources.files("intentlab") / "configs" / f"{name}.yaml"))
+
+
+def shipped_config_names() -> list[str]:
+    folder = resources.files("intentlab") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve(method: str | None, config_file: str | None, flags: dict[str, Any]) -> Config:
+    """Build the final Config from a method name, an optional YAML file and flag overrides."""
+    user = read_yaml(config_file) if config_file else {}
+    file_method = user.get("method")
+    if method and file_method and str(file_method) != method:
+        raise UserError(
+            f"--method {method} contradicts method: {file_method} in {config_file}. "
+            "Drop --method or use a config for that method."
+        )
+    chosen = method or file_method
+    if chosen is None:
+        raise UserError("no method given. Pass --method {" + ",".join(METHODS) + "} or a --config with method:.")
+    chosen = str(chosen)
+    if chosen not in METHODS:
+        raise UserError(f"unknown method {chosen!r}. Choose one of: {', '.join(METHODS)}.")
+    cfg = merge(Config(), read_yaml(shipped_config_path(chosen)), f"shipped config {chosen}.yaml")
+    if user:
+        cfg = merge(cfg, user, str(config_file))
+    cfg = merge(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
+    cfg = cfg.replace(method=chosen)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Check every field; raise one UserError listing all problems."""
+    p: list[str] = []
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            p.append(msg)
+
+    def finite(name: str) -> bool:
+        v = getattr(cfg, name)
+        ok = v is None or math.isfinite(v)
+        need(ok, f"{name} must be a finite number, got {v}")
+        return ok and v is not None
+
+    need(cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
+    need(cfg.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
+    need(bool(cfg.model.strip()), "model must name a Hugging Face id or a local path")
+    need(bool(cfg.data.strip()), "data must be banking77 or a path")
+    need(cfg.epochs >= 1, f"epochs must be at least 1, got {cfg.epochs}")
+    need(cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}")
+    need(cfg.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {cfg.eval_batch_size}")
+    need(8 <= cfg.max_length <= 8192, f"max_length must be within 8..8192, got {cfg.max_length}")
+    need(cfg.patience >= 0, f"patience must be 0 (off) or more, got {cfg.patience}")
+    need(cfg.seed >= 0 and cfg.split_seed >= 0, f"seeds must be non-negative, got {cfg.seed}, {cfg.split_seed}")
+    need(cfg.bucket_batches >= 1, f"bucket_batches must be at least 1, got {cfg.bucket_batches}")
+    need(cfg.threads is None or cfg.threads >= 1, f"threads must be at least 1, got {cfg.threads}")
+    need(cfg.lora_r >= 1, f"lora_r must be at least 1, got {cfg.lora_r}")
+    for name in ("lr", "head_lr"):
+        if finite(name):
+            need(getattr(cfg, name) > 0, f"{name} must be positive, got {getattr(cfg, name)}")
+    for name in ("weight_decay", "max_grad_norm", "lora_alpha"):
+        if finite(name):
+            need(getattr(cfg, name) >= 0, f"{name} must be non-negative, got {getattr(cfg, name)}")
+    for name in ("val_fraction", "test_fraction"):
+        if finite(name):
+            need(0 < getattr(cfg, name) <= 0.5, f"{name} must be in (0, 0.5], got {getattr(cfg, name)}")
+    if finite("warmup_ratio"):
+        need(0 <= cfg.warmup_ratio <= 0.5, f"warmup_ratio must be in [0, 0.5], got {cfg.warmup_ratio}")
+    for name in ("dropout", "lora_dropout"):
+        if finite(name):
+            need(0 <= getattr(cfg, name) < 1, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.method in ("lora", "dora", "ia3"):
+        need(bool(cfg.target_modules), f"{cfg.method} needs target_modules (e.g. query,value or all-linear)")
+    if p:
+        raise UserError("invalid config: " + "; ".join(p) + ".")

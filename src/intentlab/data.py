@@ -1,0 +1,379 @@
+"""Datasets: find, read and validate them; split, label-map and tokenize; length-bucketed batches.
+
+Banking77 is found in this order: `--data-dir`, `$INTENTLAB_DATA_DIR`, the user cache
+(`~/.cache/intentlab/banking77`), then a download of the public CSVs into that cache. Your own data is
+one CSV/JSONL file (train, validation and test are carved from it) or a folder with `train.*`, optional
+`validation.*`/`val.*`/`dev.*` and optional `test.*` files.
+
+Every problem with the data is a one-line `UserError` that names the file, the row and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intentlab.errors import UserError
+
+BANKING77_URL = "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-datasets/master/banking_data/{split}.csv"
+SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "dev", "valid"), "test": ("test",)}
+EXTENSIONS = (".csv", ".jsonl", ".json", ".tsv")
+LABEL_CANDIDATES = ("label", "intent", "category", "labels")
+
+
+@dataclass
+class Split:
+    """Texts and string labels of one split."""
+
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class Dataset:
+    """Train/validation/test splits, the label list (ids are positions) and where they came from."""
+
+    name: str
+    train: Split
+    validation: Split
+    test: Split
+    labels: list[str]
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels)}
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "validation", "test"):
+            raise UserError(f"unknown split {name!r}. Use train, validation or test.")
+        return getattr(self, name)
+
+    def ids(self, split: Split) -> list[int]:
+        m = self.label2id
+        return [m[y] for y in split.labels]
+
+
+# ----------------------------------------------------------------------------- locating banking77
+def cache_dir() -> Path:
+    root = os.environ.get("INTENTLAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "intentlab"
+    )
+    return Path(root)
+
+
+def find_banking77(data_dir: str | None) -> Path:
+    """The folder holding banking77's train.csv and test.csv, downloading it if needed and possible."""
+    candidates = [("--data-dir", data_dir), ("$INTENTLAB_DATA_DIR", os.environ.get("INTENTLAB_DATA_DIR"))]
+    for origin, folder in candidates:
+        if folder:
+            path = Path(folder).expanduser()
+            missing = [f for f in ("train.csv", "test.csv") if not (path / f).is_file()]
+            if missing:
+                raise UserError(
+                    f"{origin} {path} lacks banking77's {' and '.join(missing)}. "
+                    "Point it at the folder holding train.csv and test.csv."
+                )
+            return path
+    cached = cache_dir() / "banking77"
+    if all((cached / f).is_file() for f in ("train.csv", "test.csv")):
+        return cached
+    return download_banking77(cached)
+
+
+def download_banking77(target: Path) -> Path:
+    """Download the public Banking77 CSVs (PolyAI, CC BY 4.0) into `target`, atomically per file."""
+    target.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        url = BANKING77_URL.format(split=split)
+        tmp = target / f".{split}.csv.part"
+        try:
+            print(f"downloading {url}", file=sys.stderr)
+            with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
+                f.write(r.read())
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise UserError(
+                f"banking77 is not available locally and downloading it failed ({type(e).__name__}). "
+                "Pass --data-dir DIR or set INTENTLAB_DATA_DIR to a folder with train.csv and test.csv."
+            ) from None
+        tmp.replace(target / f"{split}.csv")
+    return target
+
+
+# ----------------------------------------------------------------------------- reading files
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV/TSV/JSONL/JSON file as dicts; malformed files raise a UserError naming the line."""
+    if not path.is_file():
+        raise UserError(f"data file {path} not found. Check the path given to --data.")
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path} is not UTF-8 (bad byte at offset {e.start}). Re-save it as UTF-8 and retry."
+        ) from None
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json") and raw.lstrip().startswith("["):
+        try:
+            rows = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: invalid JSON at line {e.lineno} ({e.msg}). Fix the file.") from None
+        if not all(isinstance(r, dict) for r in rows):
+            raise UserError(f"{path}: a JSON array must hold objects with text and label fields.")
+        return rows
+    if suffix in (".jsonl", ".json"):
+        rows = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: invalid JSON ({e.msg}). Fix or remove that line.") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{n}: each JSONL line must be an object, like {{\"text\": ..., \"label\": ...}}.")
+            rows.append(row)
+        return rows
+    if suffix not in (".csv", ".tsv"):
+        raise UserError(f"{path}: unsupported file type {suffix!r}. Use .csv, .tsv, .jsonl or .json.")
+    try:
+        reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+        rows = []
+        for row in reader:
+            if None in row:  # more fields than the header
+                raise UserError(
+                    f"{path}:{reader.line_num}: more fields than the header has. Quote texts that hold commas."
+                )
+            rows.append(row)
+        return rows
+    except csv.Error as e:
+        raise UserError(f"{path}:{reader.line_num}: malformed CSV ({e}). Fix the quoting on that line.") from None
+
+
+def _columns(rows: list[dict[str, Any]], path: Path, text_col: str | None, label_col: str | None) -> tuple[str, str]:
+    if not rows:
+        raise UserError(f"{path} holds no rows. Give a file with a header and at least one row.")
+    have = list(rows[0].keys())
+    text = text_col or "text"
+    label = label_col or next((c for c in LABEL_CANDIDATES if c in have), "label")
+    for kind, col, flag in (("text", text, "--text-column"), ("label", label, "--label-column")):
+        if col not in have:
+            raise UserError(f"{path} has no {kind} column {col!r} (columns: {', '.join(map(str, have))}). Pass {flag}.")
+    return text, label
+
+
+def read_split(path: Path, text_col: str | None, label_col: str | None) -> Split:
+    """Read and validate one split file: every row needs a non-empty text and a label."""
+    rows = read_records(path)
+    tc, lc = _columns(rows, path, text_col, label_col)
+    texts, labels, empty, unlabelled = [], [], [], []
+    for i, row in enumerate(rows):
+        text, label = row.get(tc), row.get(lc)
+        if not isinstance(text, str) or not text.strip():
+            empty.append(i + 1)
+        elif label is None or (isinstance(label, float) and label != label) or not str(label).strip():
+            unlabelled.append(i + 1)
+        texts.append(text.strip() if isinstance(text, str) else "")
+        labels.append(str(label).strip() if label is not None else "")
+    if empty:
+        raise UserError(
+            f"{path}: {len(empty)} row(s) have an empty or non-text {tc!r} (first: row {empty[0]}). "
+            "Remove or fill them."
+        )
+    if unlabelled:
+        raise UserError(f"{path}: {len(unlabelled)} row(s) have no label (first: row {unlabelled[0]}). Label or remove them.")
+    return Split(texts, labels)
+
+
+def _find_split_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for split, names in SPLIT_ALIASES.items():
+        for name in names:
+            hits = [folder / f"{name}{ext}" for ext in EXTENSIONS if (folder / f"{name}{ext}").is_file()]
+            if hits:
+                found[split] = hits[0]
+                break
+    if "train" not in found:
+        raise UserError(
+            f"folder {folder} has no train file. Add train.csv or train.jsonl (and optionally validation/test files)."
+        )
+    return found
+
+
+# ----------------------------------------------------------------------------- splitting
+def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Hold out `fraction` of each class (seeded); classes with a single example stay in the first part."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, y in enumerate(split.labels):
+        by_label[y].append(i)
+    keep, held = [], []
+    for y in sorted(by_label):
+        idx = by_label[y]
+        order = [idx[j] for j in rng.permutation(len(idx))]
+        n_held = min(len(idx) - 1, round(len(idx) * fraction)) if len(idx) > 1 else 0
+        held += order[:n_held]
+        keep += order[n_held:]
+    keep.sort()
+    held.sort()
+
+    def take(ix: list[int]) -> Split:
+        return Split([split.texts[i] for i in ix], [split.labels[i] for i in ix])
+
+    return take(keep), take(held)
+
+
+def load_dataset(
+    data: str = "banking77",
+    data_dir: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 42,
+) -> Dataset:
+    """Load, validate and split a dataset. The validation carve-out is seeded so runs can share it."""
+    if data == "banking77":
+        folder = find_banking77(data_dir)
+        files = {"train": folder / "train.csv", "test": folder / "test.csv"}
+        name = "banking77"
+        text_column, label_column = text_column or "text", label_column or "category"
+    else:
+        path = Path(data).expanduser()
+        if path.is_dir():
+            files = _find_split_files(path)
+        elif path.is_file():
+            files = {"train": path}
+        else:
+            raise UserError(f"--data {data!r} is neither banking77 nor an existing file or folder. Check the path.")
+        name = path.stem if path.is_file() else path.name
+    splits = {k: read_split(p, text_column, label_column) for k, p in files.items()}
+    train = splits["train"]
+    if "test" not in splits:
+        train, splits["test"] = stratified_split(train, test_fraction, seed + 1)
+    if "validation" not in splits:
+        train, splits["validation"] = stratified_split(train, val_fraction, seed)
+    labels = sorted(set(train.labels))
+    if len(labels) < 2:
+        raise UserError(f"training data has a single label ({labels[0]!r}). A classifier needs at least two classes.")
+    known = set(labels)
+    for split_name in ("validation", "test"):
+        unseen = sorted(set(splits[split_name].labels) - known)
+        if unseen:
+            shown = ", ".join(repr(u) for u in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+            raise UserError(
+                f"{split_name} has {len(unseen)} label(s) never seen in train: {shown}. "
+                "Add training examples for them or drop those rows."
+            )
+    for split_name in ("validation", "test"):
+        if len(splits[split_name]) == 0:
+            raise UserError(f"the {split_name} split is empty. Give more data or a {split_name} file.")
+    source = {
+        "name": name,
+        "files": {k: {"path": str(p.resolve()), "sha256": _sha256(p)} for k, p in files.items()},
+        "text_column": text_column or "text",
+        "label_column": label_column,
+        "carved": sorted({"validation", "test"} - set(files)),
+        "split_seed": seed,
+    }
+    return Dataset(name, train, splits["validation"], splits["test"], labels, source)
+
+
+def describe(ds: Dataset) -> dict[str, Any]:
+    """Split sizes and per-label counts, recorded with each run for reports."""
+    return {
+        "name": ds.name,
+        "num_labels": len(ds.labels),
+        "sizes": {s: len(ds.split(s)) for s in ("train", "validation", "test")},
+        "train_label_counts": dict(sorted(Counter(ds.train.labels).items())),
+        "duplicates_in_train": len(ds.train.texts) - len(set(ds.train.texts)),
+    }
+
+
+# ----------------------------------------------------------------------------- tokens and batches
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated but not padded (padding happens per batch)."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+
+
+class BucketBatchSampler:
+    """Yields batches of indices whose texts have similar lengths.
+
+    Each epoch shuffles the data, cuts it into chunks of `bucket_batches` batches, sorts each chunk by
+    length and cuts it into batches; the batch order is then shuffled. Padding waste drops to a few percent
+    while batches stay random. Deterministic given (seed, epoch).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, bucket_batches: int = 64, seed: int = 0) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.chunk = batch_size * bucket_batches
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        perm = rng.permutation(len(self.lengths))
+        out: list[list[int]] = []
+        for start in range(0, len(perm), self.chunk):
+            chunk = perm[start : start + self.chunk]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            out += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        return [out[i] for i in rng.permutation(len(out))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Evaluation batches: indices sorted by length (longest first), so padding is minimal."""
+    order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class Collator:
+    """Pads a batch of token-id lists to its longest member; adds labels when given."""
+
+    def __init__(self, input_ids: list[list[int]], labels: Sequence[int] | None, pad_id: int) -> None:
+        self.input_ids = input_ids
+        self.labels = labels
+        self.pad_id = pad_id
+
+    def __call__(self, indices: list[int]) -> dict[str, Any]:
+        import torch
+
+        seqs = [self.input_ids[i] for i in indices]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[row, : len(s)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if self.labels is not None:
+            batch["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=torch.long)
+        return batch

