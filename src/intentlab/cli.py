@@ -8,6 +8,7 @@ transformers) happen inside the commands, so `--help` is instant.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -22,7 +23,22 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2) instead of usage dumps."""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            flags = [o for a in self._all_actions() for o in a.option_strings]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], flags, n=1) if word.startswith("--") else []
+                if close:
+                    message += f" (did you mean {close[0]}?)"
+                    break
         self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
+
+    def _all_actions(self) -> list[argparse.Action]:
+        actions = list(self._actions)
+        for a in self._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    actions += sub._actions
+        return actions
 
 
 def add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
@@ -96,7 +112,10 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a one-line usage error already printed
+        return int(e.code or 0)
     try:
         return int(args.func(args) or 0)
     except UserError as e:

@@ -1,0 +1,123 @@
+"""Bad input through the command line: one line on stderr, exit code 2, no traceback, no run folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_rows, write_csv
+
+from intentlab.cli import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(args)
+    return code, capsys.readouterr().err.strip()
+
+
+def assert_clean_error(code: int, err: str, needle: str) -> None:
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert needle in err, err
+
+
+def write(tmp_path: Path, name: str, content: bytes) -> str:
+    (tmp_path / name).write_bytes(content)
+    return str(tmp_path / name)
+
+
+@pytest.fixture
+def bad_data(tmp_path: Path) -> dict[str, str]:
+    one_class = tmp_path / "one"
+    one_class.mkdir()
+    write_csv(one_class / "train.csv", [{"text": f"hello {i}", "label": "greet"} for i in range(10)])
+    unseen = tmp_path / "unseen"
+    unseen.mkdir()
+    write_csv(unseen / "train.csv", make_rows(10, seed=1))
+    write_csv(unseen / "test.csv", [{"text": "open an account", "label": "new_account"}])
+    return {
+        "missing file": str(tmp_path / "missing.csv"),
+        "missing text column": write(tmp_path, "a.csv", b"utterance,label\nhi,a\nho,b\n"),
+        "empty text": write(tmp_path, "b.csv", b"text,label\nhi,a\n,b\n"),
+        "whitespace text": write(tmp_path, "c.csv", b"text,label\nhi,a\n  \t ,b\n"),
+        "non-UTF-8": write(tmp_path, "d.csv", "text,label\ncafé,a\nhi,b\n".encode("latin-1")),
+        "malformed JSONL": write(tmp_path, "e.jsonl", b'{"text": "hi", "label": "a"}\n{oops}\n'),
+        "single class": str(one_class),
+        "unseen test labels": str(unseen),
+    }
+
+
+NEEDLES = {
+    "missing file": "neither banking77 nor an existing file",
+    "missing text column": "no text column 'text'",
+    "empty text": "empty or non-text",
+    "whitespace text": "empty or non-text",
+    "non-UTF-8": "not UTF-8",
+    "malformed JSONL": "invalid JSON",
+    "single class": "single label",
+    "unseen test labels": "never seen in train",
+}
+
+
+@pytest.mark.parametrize("case", list(NEEDLES))
+def test_bad_data(case: str, bad_data: dict[str, str], train_args: list[str], tmp_path: Path,
+                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, err = run_cli(["train", "--method", "head", "--out", str(out), *train_args, "--data", bad_data[case]], capsys)
+    assert_clean_error(code, err, NEEDLES[case])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--epochs", "-1"], "epochs must be at least 1"),
+        (["--lora-rank", "4"], "unrecognized arguments"),
+        (["--model", "no-such-org/no-such-model-xyz"], "cannot load model"),
+        (["--method", "qlora"], "unknown method 'qlora'"),
+        (["--target-modules", "not_a_layer"], "Check target_modules"),
+    ],
+)
+def test_bad_options(extra: list[str], needle: str, train_args: list[str], tmp_path: Path,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, err = run_cli(["train", "--method", "lora", "--out", str(out), *train_args, *extra], capsys)
+    assert_clean_error(code, err, needle)
+    assert not out.exists()
+
+
+def test_contradictory_options(train_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path, "c.yaml", b"method: lora\nlora_r: 4\nbogus_key: 1\n")
+    code, err = run_cli(["train", "--method", "full", "--config", cfg, "--out", str(tmp_path / "r"), *train_args], capsys)
+    assert_clean_error(code, err, "contradicts")
+    code, err = run_cli(["train", "--config", cfg, "--out", str(tmp_path / "r"), *train_args], capsys)
+    assert_clean_error(code, err, "unknown key 'bogus_key'")
+
+
+def test_evaluate_bad_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(["evaluate", str(tmp_path / "nope")], capsys)
+    assert_clean_error(code, err, "not found")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text("method: lora\n")
+    code, err = run_cli(["evaluate", str(tmp_path / "half")], capsys)
+    assert_clean_error(code, err, "incomplete")
+    (tmp_path / "half" / "result.json").write_text('{"meta": {"schema_version": 99}}')
+    code, err = run_cli(["evaluate", str(tmp_path / "half")], capsys)
+    assert_clean_error(code, err, "schema version 99")
+
+
+def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    """The installed entry point itself, in a fresh process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "intentlab", "train", "--method", "lora", "--out", str(tmp_path / "r"),
+         "--data", str(tmp_path / "missing.csv")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "missing.csv" in proc.stderr
