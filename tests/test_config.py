@@ -30,7 +30,9 @@ def test_method_defaults_apply_and_flags_win() -> None:
     lora = C.resolve("lora", None, {})
     full = C.resolve("full", None, {})
     assert lora.lr > 5 * full.lr  # LoRA needs a much higher learning rate than full fine-tuning
-    cfg = C.resolve("lora", None, {"lr": "0.01", "lora_r": "4", "target_modules": "query,value", "bf16": False})
+    cfg = C.resolve(
+        "lora", None, {"lr": "0.01", "lora_r": "4", "target_modules": "query,value", "bf16": False}
+    )
     assert (cfg.lr, cfg.lora_r, cfg.target_modules, cfg.bf16) == (0.01, 4, ["query", "value"], False)
 
 

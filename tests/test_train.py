@@ -13,13 +13,22 @@ from intentlab.runs import EPOCH_KEYS, read_jsonl
 
 RESULT_KEYS = {
     "run": ["method", "model", "seed"],
-    "train": ["epochs", "trainable_params", "total_params", "train_seconds", "peak_memory_mb", "checkpoint_bytes"],
+    "train": [
+        "epochs",
+        "trainable_params",
+        "total_params",
+        "train_seconds",
+        "peak_memory_mb",
+        "checkpoint_bytes",
+    ],
     "test": ["accuracy", "f1_macro", "f1_weighted"],
     "meta": ["versions"],
 }
 
 
-def train_run(tmp_path: Path, train_args: list[str], method: str, name: str | None = None, *extra: str) -> Path:
+def train_run(
+    tmp_path: Path, train_args: list[str], method: str, name: str | None = None, *extra: str
+) -> Path:
     out = tmp_path / (name or method)
     assert main(["train", "--method", method, "--out", str(out), *train_args, *extra]) == 0
     return out
@@ -27,14 +36,35 @@ def train_run(tmp_path: Path, train_args: list[str], method: str, name: str | No
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> Path:
-    args = ["--model", tiny_model, "--data", toy_data, "--epochs", "3", "--batch-size", "8",
-            "--no-bf16", "--threads", "1", "--lr", "5e-3"]
+    args = [
+        "--model",
+        tiny_model,
+        "--data",
+        toy_data,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--no-bf16",
+        "--threads",
+        "1",
+        "--lr",
+        "5e-3",
+    ]
     return train_run(tmp_path_factory.mktemp("runs"), args, "lora")
 
 
 def test_run_directory_contract(lora_run: Path) -> None:
-    for name in ("config.yaml", "metrics.jsonl", "result.json", "test_predictions.json", "plots/training.png",
-                 "model/intentlab.json", "model/labels.json", "model/adapter/adapter_model.safetensors"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "result.json",
+        "test_predictions.json",
+        "plots/training.png",
+        "model/intentlab.json",
+        "model/labels.json",
+        "model/adapter/adapter_model.safetensors",
+    ):
         assert (lora_run / name).is_file(), name
     rows = read_jsonl(lora_run / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -102,8 +132,9 @@ def test_every_method_trains_saves_and_reloads(tmp_path: Path, train_args: list[
         assert result["train"]["trainable_params"] < result["train"]["total_params"] / 10
 
 
-def test_existing_run_is_never_overwritten_without_flag(tmp_path: Path, train_args: list[str],
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_run_is_never_overwritten_without_flag(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     out = train_run(tmp_path, train_args, "head")
     before = (out / "result.json").read_bytes()
     capsys.readouterr()
@@ -116,7 +147,9 @@ def test_existing_run_is_never_overwritten_without_flag(tmp_path: Path, train_ar
     assert main(["train", "--method", "head", "--out", str(out), "--overwrite", *bad]) == 2
     assert (out / "result.json").read_bytes() == before
     # a working --overwrite replaces it, and leaves no backup behind
-    assert main(["train", "--method", "head", "--out", str(out), "--overwrite", *train_args, "--seed", "3"]) == 0
+    assert (
+        main(["train", "--method", "head", "--out", str(out), "--overwrite", *train_args, "--seed", "3"]) == 0
+    )
     assert json.loads((out / "result.json").read_text())["run"]["seed"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["head"]
 

@@ -26,7 +26,9 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("unrecognized arguments:"):
             flags = [o for a in self._all_actions() for o in a.option_strings]
             for word in message.split(":", 1)[1].split():
-                close = difflib.get_close_matches(word.split("=")[0], flags, n=1) if word.startswith("--") else []
+                close = (
+                    difflib.get_close_matches(word.split("=")[0], flags, n=1) if word.startswith("--") else []
+                )
                 if close:
                     message += f" (did you mean {close[0]}?)"
                     break
@@ -63,9 +65,14 @@ def config_from_args(args: argparse.Namespace, skip: Sequence[str] = ()) -> C.Co
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    from intentlab.train import train
+    if cfg.method == "baseline":
+        from intentlab.baseline import train_baseline
 
-    result = train(cfg, args.out, overwrite=args.overwrite)
+        result = train_baseline(cfg, args.out, overwrite=args.overwrite)
+    else:
+        from intentlab.train import train
+
+        result = train(cfg, args.out, overwrite=args.overwrite)
     t, tr = result["test"], result["train"]
     print(
         f"{cfg.method}: test accuracy {t['accuracy']:.4f}, macro-F1 {t['f1_macro']:.4f}, "
@@ -95,8 +102,14 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("train", help="train one run (full, lora, dora, ia3, head)")
     p.add_argument("--out", required=True, help="run folder to create")
-    p.add_argument("--config", help="YAML config; flags override it, it overrides the method's shipped config")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder (kept until the new run completes)")
+    p.add_argument(
+        "--config", help="YAML config; flags override it, it overrides the method's shipped config"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run folder (kept until the new run completes)",
+    )
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 

@@ -23,7 +23,7 @@ import yaml
 
 from intentlab.errors import UserError
 
-METHODS = ("full", "lora", "dora", "ia3", "head")
+METHODS = ("full", "lora", "dora", "ia3", "head", "baseline")
 POOLINGS = ("mean", "cls")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -44,9 +44,14 @@ class Config:
     pooling: str = _f("mean", "sentence pooling: mean (of token states) or cls (BERT pooler over [CLS])")
     train_pooler: bool = _f(True, "with --pooling cls, train the pooler dense layer with the head")
     dropout: float = _f(0.1, "dropout before the classifier head")
+    encoder_dropout: float | None = _f(
+        None, "hidden and attention dropout inside the encoder (default: the model's)"
+    )
     # --- data
     data: str = _f("banking77", "dataset: banking77, or a CSV/JSONL file or a folder with train/test files")
-    data_dir: str | None = _f(None, "folder holding banking77's train.csv/test.csv (else $INTENTLAB_DATA_DIR)")
+    data_dir: str | None = _f(
+        None, "folder holding banking77's train.csv/test.csv (else $INTENTLAB_DATA_DIR)"
+    )
     text_column: str | None = _f(None, "text column of your data (default: text)")
     label_column: str | None = _f(None, "label column of your data (default: label, intent or category)")
     val_fraction: float = _f(0.1, "fraction of train carved out (stratified, seeded) when no validation file")
@@ -205,7 +210,9 @@ def resolve(method: str | None, config_file: str | None, flags: dict[str, Any]) 
         )
     chosen = method or file_method
     if chosen is None:
-        raise UserError("no method given. Pass --method {" + ",".join(METHODS) + "} or a --config with method:.")
+        raise UserError(
+            "no method given. Pass --method {" + ",".join(METHODS) + "} or a --config with method:."
+        )
     chosen = str(chosen)
     if chosen not in METHODS:
         raise UserError(f"unknown method {chosen!r}. Choose one of: {', '.join(METHODS)}.")
@@ -241,7 +248,9 @@ def validate(cfg: Config) -> None:
     need(cfg.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {cfg.eval_batch_size}")
     need(8 <= cfg.max_length <= 8192, f"max_length must be within 8..8192, got {cfg.max_length}")
     need(cfg.patience >= 0, f"patience must be 0 (off) or more, got {cfg.patience}")
-    need(cfg.seed >= 0 and cfg.split_seed >= 0, f"seeds must be non-negative, got {cfg.seed}, {cfg.split_seed}")
+    need(
+        cfg.seed >= 0 and cfg.split_seed >= 0, f"seeds must be non-negative, got {cfg.seed}, {cfg.split_seed}"
+    )
     need(cfg.bucket_batches >= 1, f"bucket_batches must be at least 1, got {cfg.bucket_batches}")
     need(cfg.threads is None or cfg.threads >= 1, f"threads must be at least 1, got {cfg.threads}")
     need(cfg.lora_r >= 1, f"lora_r must be at least 1, got {cfg.lora_r}")
@@ -256,7 +265,7 @@ def validate(cfg: Config) -> None:
             need(0 < getattr(cfg, name) <= 0.5, f"{name} must be in (0, 0.5], got {getattr(cfg, name)}")
     if finite("warmup_ratio"):
         need(0 <= cfg.warmup_ratio <= 0.5, f"warmup_ratio must be in [0, 0.5], got {cfg.warmup_ratio}")
-    for name in ("dropout", "lora_dropout"):
+    for name in ("dropout", "lora_dropout", "encoder_dropout"):
         if finite(name):
             need(0 <= getattr(cfg, name) < 1, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
     if cfg.method in ("lora", "dora", "ia3"):

@@ -26,7 +26,9 @@ import numpy as np
 
 from intentlab.errors import UserError
 
-BANKING77_URL = "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-datasets/master/banking_data/{split}.csv"
+BANKING77_URL = (
+    "https://raw.githubusercontent.com/PolyAI-LDN/task-specific-datasets/master/banking_data/{split}.csv"
+)
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "dev", "valid"), "test": ("test",)}
 EXTENSIONS = (".csv", ".jsonl", ".json", ".tsv")
 LABEL_CANDIDATES = ("label", "intent", "category", "labels")
@@ -149,7 +151,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: invalid JSON ({e.msg}). Fix or remove that line.") from None
             if not isinstance(row, dict):
-                raise UserError(f"{path}:{n}: each JSONL line must be an object, like {{\"text\": ..., \"label\": ...}}.")
+                raise UserError(
+                    f'{path}:{n}: each JSONL line must be an object, like {{"text": ..., "label": ...}}.'
+                )
             rows.append(row)
         return rows
     if suffix not in (".csv", ".tsv"):
@@ -165,10 +169,14 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             rows.append(row)
         return rows
     except csv.Error as e:
-        raise UserError(f"{path}:{reader.line_num}: malformed CSV ({e}). Fix the quoting on that line.") from None
+        raise UserError(
+            f"{path}:{reader.line_num}: malformed CSV ({e}). Fix the quoting on that line."
+        ) from None
 
 
-def _columns(rows: list[dict[str, Any]], path: Path, text_col: str | None, label_col: str | None) -> tuple[str, str]:
+def _columns(
+    rows: list[dict[str, Any]], path: Path, text_col: str | None, label_col: str | None
+) -> tuple[str, str]:
     if not rows:
         raise UserError(f"{path} holds no rows. Give a file with a header and at least one row.")
     have = list(rows[0].keys())
@@ -176,7 +184,9 @@ def _columns(rows: list[dict[str, Any]], path: Path, text_col: str | None, label
     label = label_col or next((c for c in LABEL_CANDIDATES if c in have), "label")
     for kind, col, flag in (("text", text, "--text-column"), ("label", label, "--label-column")):
         if col not in have:
-            raise UserError(f"{path} has no {kind} column {col!r} (columns: {', '.join(map(str, have))}). Pass {flag}.")
+            raise UserError(
+                f"{path} has no {kind} column {col!r} (columns: {', '.join(map(str, have))}). Pass {flag}."
+            )
     return text, label
 
 
@@ -199,7 +209,9 @@ def read_split(path: Path, text_col: str | None, label_col: str | None) -> Split
             "Remove or fill them."
         )
     if unlabelled:
-        raise UserError(f"{path}: {len(unlabelled)} row(s) have no label (first: row {unlabelled[0]}). Label or remove them.")
+        raise UserError(
+            f"{path}: {len(unlabelled)} row(s) have no label (first: row {unlabelled[0]}). Label or remove them."
+        )
     return Split(texts, labels)
 
 
@@ -263,7 +275,9 @@ def load_dataset(
         elif path.is_file():
             files = {"train": path}
         else:
-            raise UserError(f"--data {data!r} is neither banking77 nor an existing file or folder. Check the path.")
+            raise UserError(
+                f"--data {data!r} is neither banking77 nor an existing file or folder. Check the path."
+            )
         name = path.stem if path.is_file() else path.name
     splits = {k: read_split(p, text_column, label_column) for k, p in files.items()}
     train = splits["train"]
@@ -273,7 +287,9 @@ def load_dataset(
         train, splits["validation"] = stratified_split(train, val_fraction, seed)
     labels = sorted(set(train.labels))
     if len(labels) < 2:
-        raise UserError(f"training data has a single label ({labels[0]!r}). A classifier needs at least two classes.")
+        raise UserError(
+            f"training data has a single label ({labels[0]!r}). A classifier needs at least two classes."
+        )
     known = set(labels)
     for split_name in ("validation", "test"):
         unseen = sorted(set(splits[split_name].labels) - known)
@@ -311,7 +327,9 @@ def describe(ds: Dataset) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- tokens and batches
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids per text, truncated but not padded (padding happens per batch)."""
-    return tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    return tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)[
+        "input_ids"
+    ]
 
 
 class BucketBatchSampler:
@@ -322,7 +340,9 @@ class BucketBatchSampler:
     while batches stay random. Deterministic given (seed, epoch).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, bucket_batches: int = 64, seed: int = 0) -> None:
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, bucket_batches: int = 64, seed: int = 0
+    ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.chunk = batch_size * bucket_batches

@@ -78,7 +78,9 @@ def load_encoder(name: str, pooling: str, config_only: bool = False) -> nn.Modul
 class IntentClassifier(nn.Module):
     """encoder -> pooling (mean of token states, or the BERT pooler over [CLS]) -> dropout -> linear."""
 
-    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1) -> None:
+    def __init__(
+        self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.config = encoder.config  # peft and accelerate look for a `.config`
@@ -159,9 +161,18 @@ def apply_method(cfg: Config, model: IntentClassifier) -> nn.Module:
         ) from None
 
 
+def set_dropout(module: nn.Module, p: float) -> None:
+    """Set every dropout inside `module` to p (dropout is costly on CPU: the RNG runs per element)."""
+    for m in module.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+
+
 def build_model(cfg: Config, num_labels: int) -> nn.Module:
     """Encoder + head from pretrained weights, with the method applied."""
     encoder = load_encoder(cfg.model, cfg.pooling)
+    if cfg.encoder_dropout is not None:
+        set_dropout(encoder, cfg.encoder_dropout)
     return apply_method(cfg, IntentClassifier(encoder, num_labels, cfg.pooling, cfg.dropout))
 
 

@@ -84,8 +84,10 @@ def read_model_info(folder: Path) -> tuple[dict[str, Any], list[str]]:
         info = json.loads((folder / MODEL_INFO).read_text(encoding="utf-8"))
         labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))["labels"]
     except FileNotFoundError:
-        raise UserError(f"{folder} holds no intentlab model ({MODEL_INFO} or labels.json missing). "
-                        "Pass a run folder written by `intentlab train`.") from None
+        raise UserError(
+            f"{folder} holds no intentlab model ({MODEL_INFO} or labels.json missing). "
+            "Pass a run folder written by `intentlab train`."
+        ) from None
     except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
         raise UserError(f"{folder}: {MODEL_INFO} or labels.json is corrupt. Train the run again.") from None
     return info, labels
@@ -116,7 +118,9 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
             state = load_file(folder / "head.safetensors")
             missing = set(state) - {n for n, _ in model.named_parameters()}
             if missing:
-                raise UserError(f"{folder}/head.safetensors has unexpected weights {sorted(missing)[:3]}. Train the run again.")
+                raise UserError(
+                    f"{folder}/head.safetensors has unexpected weights {sorted(missing)[:3]}. Train the run again."
+                )
             model.load_state_dict(state, strict=False)
         else:
             from peft import PeftModel

@@ -79,10 +79,19 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
     run = Path(run)
     load_result(run)  # refuses incomplete or foreign runs with a clear message
     cfg = merge(Config(), _run_config(run), f"{run}/config.yaml")
-    ds = load_dataset(cfg.data, data_dir or cfg.data_dir, cfg.text_column, cfg.label_column,
-                      cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    ds = load_dataset(
+        cfg.data,
+        data_dir or cfg.data_dir,
+        cfg.text_column,
+        cfg.label_column,
+        cfg.val_fraction,
+        cfg.test_fraction,
+        cfg.split_seed,
+    )
     predictor = Predictor.from_run(run, bf16=cfg.bf16, batch_size=cfg.eval_batch_size)
     if predictor.labels != ds.labels:
-        raise UserError(f"the labels of {run} differ from those of its data now. Evaluate on the data it was trained on.")
+        raise UserError(
+            f"the labels of {run} differ from those of its data now. Evaluate on the data it was trained on."
+        )
     part = ds.split(split)
     return metrics(ds.ids(part), predictor.logits(part.texts), ds.labels)

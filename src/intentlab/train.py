@@ -29,10 +29,27 @@ from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.evaluate import metrics, predict_logits
 from intentlab.hardware import default_device_type, fast_bf16
-from intentlab.methods import build_model, count_params, head_modules, load_tokenizer, load_trainable_state, trainable_state
+from intentlab.methods import (
+    build_model,
+    count_params,
+    head_modules,
+    load_tokenizer,
+    load_trainable_state,
+    trainable_state,
+)
 from intentlab.model_io import save_model
 from intentlab.plots import training_curves
-from intentlab.runs import CONFIG, METRICS, PREDICTIONS, RESULT, RunDir, provenance, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from intentlab.runs import (
+    CONFIG,
+    METRICS,
+    PREDICTIONS,
+    RESULT,
+    RunDir,
+    provenance,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 
 STUDY_HEADER = "Epoch | Training Loss | Validation Loss | Accuracy | F1 | F1 (macro) | s/epoch | ex/s"
 
@@ -77,7 +94,11 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer
             is_head = any(f"{h}." in name for h in heads)
             groups.setdefault((p.ndim >= 2, is_head), []).append(p)
     param_groups = [
-        {"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr}
+        {
+            "params": ps,
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr,
+        }
         for (decay, head), ps in groups.items()
     ]
     try:
@@ -127,15 +148,25 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False, progress: bool 
 
     # ---- setup: everything that can fail on bad input happens before the run folder is touched
     ds = D.load_dataset(
-        cfg.data, cfg.data_dir, cfg.text_column, cfg.label_column, cfg.val_fraction, cfg.test_fraction, cfg.split_seed
+        cfg.data,
+        cfg.data_dir,
+        cfg.text_column,
+        cfg.label_column,
+        cfg.val_fraction,
+        cfg.test_fraction,
+        cfg.split_seed,
     )
     tokenizer = load_tokenizer(cfg.model)
     set_seed(cfg.seed)
     model = build_model(cfg, len(ds.labels))
     trainable, total = count_params(model)
-    tokens = {s: D.tokenize(tokenizer, ds.split(s).texts, cfg.max_length) for s in ("train", "validation", "test")}
+    tokens = {
+        s: D.tokenize(tokenizer, ds.split(s).texts, cfg.max_length) for s in ("train", "validation", "test")
+    }
     y = {s: ds.ids(ds.split(s)) for s in ("train", "validation", "test")}
-    sampler = D.BucketBatchSampler([len(t) for t in tokens["train"]], cfg.batch_size, cfg.bucket_batches, cfg.seed)
+    sampler = D.BucketBatchSampler(
+        [len(t) for t in tokens["train"]], cfg.batch_size, cfg.bucket_batches, cfg.seed
+    )
     loader = torch.utils.data.DataLoader(
         list(range(len(tokens["train"]))),
         batch_sampler=sampler,
@@ -154,8 +185,23 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False, progress: bool 
     try:
         if main:
             write_text_atomic(out / CONFIG, cfg.to_yaml())
-        result = _fit(cfg, accelerator, model, optimizer, scheduler, loader, sampler, tokens, y, ds, tokenizer, out,
-                      trainable, total, progress)
+        result = _fit(
+            cfg,
+            accelerator,
+            model,
+            optimizer,
+            scheduler,
+            loader,
+            sampler,
+            tokens,
+            y,
+            ds,
+            tokenizer,
+            out,
+            trainable,
+            total,
+            progress,
+        )
     except BaseException:
         if run_dir:
             run_dir.abort()
@@ -166,11 +212,28 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False, progress: bool 
 
 
 def _evaluate(accelerator: Any, model: Any, cfg: Config, ids: list[list[int]], pad_id: int) -> np.ndarray:
-    return predict_logits(accelerator.unwrap_model(model), ids, cfg.eval_batch_size, pad_id, cfg.bf16, accelerator.device)
+    return predict_logits(
+        accelerator.unwrap_model(model), ids, cfg.eval_batch_size, pad_id, cfg.bf16, accelerator.device
+    )
 
 
-def _fit(cfg, accelerator, model, optimizer, scheduler, loader, sampler, tokens, y, ds, tokenizer, out,
-         trainable, total, progress) -> dict[str, Any]:  # noqa: ANN001 - internal, called once from train()
+def _fit(
+    cfg,
+    accelerator,
+    model,
+    optimizer,
+    scheduler,
+    loader,
+    sampler,
+    tokens,
+    y,
+    ds,
+    tokenizer,
+    out,
+    trainable,
+    total,
+    progress,
+) -> dict[str, Any]:
     main = accelerator.is_main_process
     pad_id = tokenizer.pad_token_id or 0
     started = datetime.now(timezone.utc)
@@ -282,7 +345,9 @@ def _fit(cfg, accelerator, model, optimizer, scheduler, loader, sampler, tokens,
             out / PREDICTIONS,
             {"labels": ds.labels, "y_true": y["test"], "y_pred": test_logits.argmax(1).tolist()},
         )
-        training_curves(rows, out / "plots" / "training.png", f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}")
+        training_curves(
+            rows, out / "plots" / "training.png", f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}"
+        )
         write_json_atomic(out / RESULT, result)  # last: its presence marks the run complete
     accelerator.wait_for_everyone()
     return result

@@ -1,0 +1,80 @@
+"""Methods: which weights train under each method, and the head travels with the adapter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from intentlab.config import Config
+from intentlab.methods import build_model, count_params, expand_targets
+
+
+def trainable(model: torch.nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def make(tiny_model: str, method: str, **kw: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(Config(method=method, model=tiny_model, **kw), num_labels=5)
+
+
+def test_lora_trains_only_lora_weights_and_the_head(tiny_model: str) -> None:
+    model = make(tiny_model, "lora", target_modules=["query", "value"])
+    names = trainable(model)
+    assert names, "nothing trains"
+    for n in names:
+        assert ".lora_A." in n or ".lora_B." in n or "classifier.modules_to_save" in n, n
+    assert any("classifier" in n for n in names)
+    assert sum("query.lora_A" in n for n in names) == 2  # one per layer of the 2-layer model
+    assert not any("key" in n or "intermediate" in n for n in names)
+
+
+def test_full_trains_every_weight(tiny_model: str) -> None:
+    model = make(tiny_model, "full")
+    assert all(p.requires_grad for p in model.parameters())
+    t, total = count_params(model)
+    assert t == total == sum(p.numel() for p in model.parameters())
+
+
+def test_head_trains_only_the_classifier(tiny_model: str) -> None:
+    assert trainable(make(tiny_model, "head")) == ["classifier.weight", "classifier.bias"]
+    names = trainable(make(tiny_model, "head", pooling="cls", train_pooler=True))
+    assert names == [
+        "encoder.pooler.dense.weight",
+        "encoder.pooler.dense.bias",
+        "classifier.weight",
+        "classifier.bias",
+    ]
+
+
+def test_dora_and_ia3_use_their_peft_weights(tiny_model: str) -> None:
+    assert any("lora_magnitude_vector" in n for n in trainable(make(tiny_model, "dora")))
+    ia3 = trainable(make(tiny_model, "ia3", target_modules=["key", "value", "output.dense"]))
+    assert any("ia3_l" in n for n in ia3) and all("ia3_l" in n or "classifier" in n for n in ia3)
+
+
+def test_all_linear_covers_encoder_layers_but_not_pooler_or_head(tiny_model: str) -> None:
+    model = make(tiny_model, "full", pooling="cls")
+    targets = expand_targets(model, ["all-linear"])
+    assert targets == [
+        "attention.output.dense",
+        "attention.self.key",
+        "attention.self.query",
+        "attention.self.value",
+        "intermediate.dense",
+        "output.dense",
+    ]
+    lora = make(tiny_model, "lora", pooling="cls", target_modules=["all-linear"])
+    adapted = {n.split(".lora_A")[0] for n in trainable(lora) if ".lora_A." in n}
+    assert len(adapted) == 2 * 6 and not any("pooler" in n or "classifier" in n for n in adapted)
+    assert any("pooler.modules_to_save" in n for n in trainable(lora))  # cls pooling: pooler trains with head
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_mean_pooling_ignores_padding(tiny_model: str, method: str) -> None:
+    model = make(tiny_model, method).eval()
+    ids = torch.tensor([[101, 2054, 2003, 102]])
+    padded = torch.tensor([[101, 2054, 2003, 102, 0, 0, 0]])
+    a = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    b = model(input_ids=padded, attention_mask=(padded != 0).long())
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
