@@ -96,6 +96,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from intentlab.compare import plan_cells, run_compare
+
+    flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", "name")}
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    cells = plan_cells(methods, args.seeds, flags, args.plan)
+    run_compare(args.out, cells, report=not args.no_report)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from intentlab.report import build_report
+
+    rep = build_report(args.runs, args.out)
+    print(f"report of {sum(r['n'] for r in rep['summary'])} runs -> {args.out}/report.md and report.html")
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="intentlab", description="Train, compare and serve intent classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -119,6 +137,25 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", help="folder with banking77's CSVs (if it moved since training)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="train a methods x seeds matrix on one data split, then report")
+    p.add_argument(
+        "--out", required=True, help="folder for the matrix (OUT/<method>/seed-<n>) and its report"
+    )
+    p.add_argument(
+        "--methods",
+        help="comma-separated methods or plan variants [default: baseline,head,lora,dora,ia3,full]",
+    )
+    p.add_argument("--seeds", type=int, help="seeds per method (overrides the plan) [default: 1]")
+    p.add_argument("--plan", help="YAML plan: methods, seeds, common settings and per-method overrides")
+    p.add_argument("--no-report", action="store_true", help="skip writing OUT/report at the end")
+    add_config_flags(p, skip=("method", "name"))
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="build report.md + report.html from run folders")
+    p.add_argument("runs", nargs="+", help="run folders, or folders holding runs (searched recursively)")
+    p.add_argument("--out", required=True, help="folder for report.md, report.html and charts/")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -39,6 +39,7 @@ class Config:
     """Everything that defines a training run."""
 
     # --- what to train
+    name: str | None = _f(None, "label of this run in reports (default: the method)")
     method: str = _f("lora", f"fine-tuning method: {', '.join(METHODS)}")
     model: str = _f(DEFAULT_MODEL, "Hugging Face model id or local path of the encoder")
     pooling: str = _f("mean", "sentence pooling: mean (of token states) or cls (BERT pooler over [CLS])")

@@ -15,6 +15,7 @@ import math
 import os
 import resource
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,12 @@ def split_fingerprint(ds: D.Dataset) -> str:
         h.update("\x1f".join(part).encode())
         h.update(b"\x1e")
     return h.hexdigest()[:16]
+
+
+def length_histogram(ids: list[list[int]]) -> dict[str, int]:
+    """{tokens: count} over a split, for the report's length histogram."""
+    counts = Counter(len(t) for t in ids)
+    return {str(k): counts[k] for k in sorted(counts)}
 
 
 def rss_mb() -> float:
@@ -316,7 +323,11 @@ def _fit(
             "num_processes": accelerator.num_processes,
             "device": str(accelerator.device),
             "config": cfg.to_dict(),
-            "dataset": {**D.describe(ds), "source": ds.source},
+            "dataset": {
+                **D.describe(ds),
+                "source": ds.source,
+                "train_token_lengths": length_histogram(tokens["train"]),
+            },
         },
         "train": {
             "epochs": rows,

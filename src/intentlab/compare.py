@@ -1,0 +1,120 @@
+"""`intentlab compare`: a matrix of methods x seeds on one shared data split, then a report.
+
+    intentlab compare --out runs/cmp --seeds 3
+    intentlab compare --out runs/cmp --plan configs/compare/banking77.yaml
+
+Each cell is an ordinary run folder, `OUT/<name>/seed-<seed>`. Finished cells are skipped, so an
+interrupted comparison continues where it stopped. Precedence for a cell's config, lowest first: the
+method's shipped config < the plan's `common:` < the plan's per-method entry < command-line flags.
+
+A plan file:
+
+    methods: [baseline, head, lora, dora, ia3, full]
+    seeds: 3                      # default seeds per method
+    common: {epochs: 5}
+    head: {seeds: 1}
+    lora-study: {config: lora-study, seeds: 1}   # a variant: any name, with a shipped config or a path
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from intentlab import config as C
+from intentlab.errors import UserError
+from intentlab.runs import is_complete
+
+DEFAULT_METHODS = ("baseline", "head", "lora", "dora", "ia3", "full")
+
+
+@dataclass
+class Cell:
+    name: str
+    seed: int
+    cfg: C.Config
+
+    def path(self, out: Path) -> Path:
+        return out / self.name / f"seed-{self.seed}"
+
+
+def plan_cells(
+    methods: list[str] | None, seeds: int | None, flags: dict[str, Any], plan_file: str | None
+) -> list[Cell]:
+    """Resolve every cell's config up front, so a bad value fails before any training starts."""
+    plan = C.read_yaml(plan_file) if plan_file else {}
+    names = methods or plan.get("methods") or list(DEFAULT_METHODS)
+    if isinstance(names, str):
+        names = [m.strip() for m in names.split(",") if m.strip()]
+    default_seeds = seeds if seeds is not None else int(plan.get("seeds", 1))
+    if default_seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {default_seeds}.")
+    common = plan.get("common") or {}
+    known = {"methods", "seeds", "common", *names}
+    stray = sorted(set(plan) - known)
+    if stray:
+        raise UserError(
+            f"plan {plan_file}: keys {stray} are neither settings nor listed methods. Add them to methods: or remove them."
+        )
+    cells = []
+    for name in names:
+        entry = dict(plan.get(name) or {})
+        n_seeds = default_seeds if seeds is not None else int(entry.pop("seeds", default_seeds))
+        entry.pop("seeds", None)
+        config_ref = entry.pop("config", None)
+        method = entry.pop("method", None) or (name if name in C.METHODS else None)
+        base_file = None
+        if config_ref:
+            shipped = C.shipped_config_path(str(config_ref))
+            base_file = str(shipped if shipped.is_file() else config_ref)
+            method = method or C.read_yaml(base_file).get("method")
+        if method is None:
+            raise UserError(
+                f"compare: {name!r} is not a method ({', '.join(C.METHODS)}); give it a config: or method: in the plan."
+            )
+        cfg = C.resolve(str(method), base_file, {})
+        cfg = C.merge(cfg, common, f"plan {plan_file} common")
+        cfg = C.merge(cfg, entry, f"plan {plan_file} {name}")
+        cfg = C.merge(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
+        cfg = cfg.replace(name=name)
+        C.validate(cfg)
+        cells += [Cell(name, cfg.seed + i, cfg.replace(seed=cfg.seed + i)) for i in range(n_seeds)]
+    return cells
+
+
+def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list[Path]:
+    """Train every unfinished cell in order, printing progress across the whole matrix."""
+    from intentlab.baseline import train_baseline
+    from intentlab.train import train
+
+    out = Path(out)
+    todo = [c for c in cells if not is_complete(c.path(out))]
+    print(f"compare: {len(cells)} cells ({len(cells) - len(todo)} already complete) -> {out}", flush=True)
+    started = time.perf_counter()
+    done = 0
+    for i, cell in enumerate(cells, 1):
+        path = cell.path(out)
+        tag = f"[{i}/{len(cells)}] {cell.name} seed {cell.seed}"
+        if is_complete(path):
+            print(f"{tag}: complete, skipped", flush=True)
+            continue
+        print(f"{tag}: training ...", flush=True)
+        t0 = time.perf_counter()
+        fn = train_baseline if cell.cfg.method == "baseline" else train
+        result = fn(cell.cfg, path, overwrite=path.exists())  # an interrupted cell is redone
+        done += 1
+        left = len(todo) - done
+        eta = (time.perf_counter() - started) / done * left
+        print(
+            f"{tag}: test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['f1_macro']:.4f} "
+            f"in {time.perf_counter() - t0:.0f} s; {left} cells left (~{eta / 60:.0f} min)",
+            flush=True,
+        )
+    if report:
+        from intentlab.report import build_report
+
+        build_report([out], out / "report")
+        print(f"report: {out / 'report' / 'report.md'} and report.html", flush=True)
+    return [c.path(out) for c in cells]

@@ -1,0 +1,115 @@
+"""Findings: sentences generated from the summary numbers and paired tests — never written by hand.
+
+Each sentence states what the numbers say, including when they say the opposite of folklore
+(e.g. LoRA slower per epoch than full fine-tuning, or a difference that is within noise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from intentlab.stats import PairedResult
+
+PRETTY = {
+    "full": "full fine-tuning",
+    "lora": "LoRA",
+    "dora": "DoRA",
+    "ia3": "IA3",
+    "head": "the frozen encoder + head",
+    "baseline": "the TF-IDF baseline",
+}
+
+
+def pretty(name: str) -> str:
+    return PRETTY.get(name, name)
+
+
+def _cap(s: str) -> str:
+    return s[0].upper() + s[1:]
+
+
+def _verdict(t: PairedResult | None) -> str:
+    if t is None:
+        return ""
+    ci = f"95% CI {t.low * 100:+.2f} to {t.high * 100:+.2f} points, McNemar p={t.p_mcnemar:.2g}"
+    return f" — a real difference ({ci})" if t.significant else f" — within noise ({ci})"
+
+
+def _times(a: float, b: float, faster: str = "faster", slower: str = "slower") -> str:
+    """'1.4× faster' if a takes less time than b, else '1.2× slower'."""
+    return f"{b / a:.1f}× {faster}" if a <= b else f"{a / b:.1f}× {slower}"
+
+
+def versus(a: dict[str, Any], b: dict[str, Any], test: PairedResult | None) -> str:
+    """A against B on accuracy, parameters, checkpoint size and time per epoch."""
+    acc_a, acc_b = a["test_accuracy"][0], b["test_accuracy"][0]
+    params = 100 * a["trainable_params"] / b["trainable_params"]
+    if abs(acc_a - acc_b) < 5e-5:
+        head = f"{_cap(pretty(a['name']))} matched {pretty(b['name'])}'s test accuracy ({100 * acc_a:.2f}%)"
+    elif acc_a > acc_b:
+        head = f"{_cap(pretty(a['name']))} beat {pretty(b['name'])}'s test accuracy by {100 * (acc_a - acc_b):.2f} points ({100 * acc_a:.2f}% vs {100 * acc_b:.2f}%)"
+    else:
+        head = f"{_cap(pretty(a['name']))} reached {100 * acc_a / acc_b:.1f}% of {pretty(b['name'])}'s test accuracy ({100 * acc_a:.2f}% vs {100 * acc_b:.2f}%)"
+    parts = [f"{head} while training {params:.2g}% of its parameters"]
+    ck_a, ck_b = a["checkpoint_bytes"][0], b["checkpoint_bytes"][0]
+    if ck_a and ck_b:
+        parts.append(f"its checkpoint is {_times(ck_a, ck_b, 'smaller', 'larger')}")
+    ep_a, ep_b = a["epoch_seconds"][0], b["epoch_seconds"][0]
+    if ep_a and ep_b:
+        parts.append(f"per epoch it was {_times(ep_a, ep_b)}")
+    mem_a, mem_b = a["peak_memory_mb"][0], b["peak_memory_mb"][0]
+    if mem_a and mem_b:
+        parts.append(f"its peak memory was {mem_a:,.0f} MB against {mem_b:,.0f} MB")
+    return "; ".join(parts) + _verdict(test) + "."
+
+
+def findings(summary: list[dict[str, Any]], tests: dict[tuple[str, str], PairedResult]) -> list[str]:
+    """The report's findings, most important first."""
+    by_method = {r["method"]: r for r in summary}
+    out = []
+    best = max(summary, key=lambda r: r["test_accuracy"][0])
+    out.append(
+        f"The most accurate method was {pretty(best['name'])}: {100 * best['test_accuracy'][0]:.2f}% test accuracy, "
+        f"macro-F1 {100 * best['test_f1_macro'][0]:.2f}% (mean of {best['n']} seed{'s' if best['n'] > 1 else ''})."
+    )
+    if "lora" in by_method and "full" in by_method:
+        a, b = by_method["lora"], by_method["full"]
+        out.append(versus(a, b, tests.get((a["name"], b["name"]))))
+    if "dora" in by_method and "lora" in by_method:
+        a, b = by_method["dora"], by_method["lora"]
+        out.append(versus(a, b, tests.get((a["name"], b["name"]))))
+    base = by_method.get("baseline")
+    if base:
+        floor = base["test_accuracy"][0]
+        for r in summary:
+            if r is base:
+                continue
+            d = 100 * (r["test_accuracy"][0] - floor)
+            t = tests.get((r["name"], base["name"]))
+            if d > 0:
+                out.append(
+                    f"{_cap(pretty(r['name']))} beat the TF-IDF baseline ({100 * floor:.2f}%) by {d:.2f} points{_verdict(t)}."
+                )
+            else:
+                out.append(
+                    f"{_cap(pretty(r['name']))} did not beat the TF-IDF baseline: {100 * r['test_accuracy'][0]:.2f}% "
+                    f"against {100 * floor:.2f}% ({d:+.2f} points){_verdict(t)}; on this data it is not worth its compute."
+                )
+    timed = [
+        r for r in summary if r["method"] != "baseline" and r["epoch_seconds"][0] == r["epoch_seconds"][0]
+    ]
+    fast = min(timed, key=lambda r: r["epoch_seconds"][0], default=None)
+    slow = max(timed, key=lambda r: r["epoch_seconds"][0], default=None)
+    if fast and slow and slow["epoch_seconds"][0] > 1.05 * fast["epoch_seconds"][0]:
+        out.append(
+            f"Per epoch, {pretty(fast['name'])} was the fastest neural method ({fast['epoch_seconds'][0]:.0f} s) and "
+            f"{pretty(slow['name'])} the slowest ({slow['epoch_seconds'][0]:.0f} s)."
+        )
+    noisy = [r for r in summary if r["n"] > 1]
+    if noisy:
+        widest = max(noisy, key=lambda r: r["test_accuracy"][1])
+        out.append(
+            f"Seed noise: test accuracy varied by up to {100 * widest['test_accuracy'][1]:.2f} points (std) across "
+            f"seeds ({pretty(widest['name'])}); single-seed comparisons closer than that are not evidence."
+        )
+    return out
