@@ -1,0 +1,55 @@
+"""compare: a methods x seeds matrix of tiny runs, skipped on rerun, with a report at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from intentlab.cli import main
+
+
+def test_compare_writes_every_cell_then_skips_them(tmp_path: Path, train_args: list[str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cmp"
+    args = ["compare", "--out", str(out), "--methods", "baseline,head,lora", "--seeds", "2", *train_args, "--epochs", "1"]
+    assert main(args) == 0
+    cells = sorted(p.relative_to(out).as_posix() for p in out.glob("*/seed-*"))
+    assert cells == ["baseline/seed-42", "baseline/seed-43", "head/seed-42", "head/seed-43", "lora/seed-42", "lora/seed-43"]
+    for c in cells:
+        assert (out / c / "result.json").is_file()
+    splits = {json.loads((out / c / "result.json").read_text())["run"]["split_fingerprint"] for c in cells}
+    assert len(splits) == 1  # one shared data split across methods and seeds
+    seeds = {json.loads((out / c / "result.json").read_text())["run"]["seed"] for c in cells}
+    assert seeds == {42, 43}
+    assert (out / "report" / "report.md").is_file() and (out / "report" / "report.html").is_file()
+    mtimes = {c: (out / c / "result.json").stat().st_mtime_ns for c in cells}
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("complete, skipped") == 6
+    assert {c: (out / c / "result.json").stat().st_mtime_ns for c in cells} == mtimes
+
+
+def test_compare_redoes_an_interrupted_cell_and_honours_a_plan(tmp_path: Path, train_args: list[str]) -> None:
+    out = tmp_path / "cmp"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("methods: [head, study]\nseeds: 1\ncommon: {epochs: 1}\nstudy: {config: lora-study, lora_r: 2}\n")
+    (out / "head" / "seed-42").mkdir(parents=True)
+    (out / "head" / "seed-42" / "config.yaml").write_text("method: head\n")  # a cell killed mid-run
+    assert main(["compare", "--out", str(out), "--plan", str(plan), "--no-report", *train_args, "--epochs", "1"]) == 0
+    assert (out / "head" / "seed-42" / "result.json").is_file()
+    study = json.loads((out / "study" / "seed-42" / "result.json").read_text())
+    cfg = study["run"]["config"]
+    assert (cfg["method"], cfg["name"], cfg["lora_r"], cfg["pooling"], cfg["target_modules"]) == (
+        "lora", "study", 2, "cls", ["query", "value"])
+    assert not (out / "report").exists()
+
+
+def test_compare_bad_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("methods: [lora, mystery]\n")
+    assert main(["compare", "--out", str(tmp_path / "x"), "--plan", str(plan)]) == 2
+    assert "'mystery' is not a method" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
