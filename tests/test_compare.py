@@ -10,13 +10,32 @@ import pytest
 from intentlab.cli import main
 
 
-def test_compare_writes_every_cell_then_skips_them(tmp_path: Path, train_args: list[str],
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_writes_every_cell_then_skips_them(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cmp"
-    args = ["compare", "--out", str(out), "--methods", "baseline,head,lora", "--seeds", "2", *train_args, "--epochs", "1"]
+    args = [
+        "compare",
+        "--out",
+        str(out),
+        "--methods",
+        "baseline,head,lora",
+        "--seeds",
+        "2",
+        *train_args,
+        "--epochs",
+        "1",
+    ]
     assert main(args) == 0
     cells = sorted(p.relative_to(out).as_posix() for p in out.glob("*/seed-*"))
-    assert cells == ["baseline/seed-42", "baseline/seed-43", "head/seed-42", "head/seed-43", "lora/seed-42", "lora/seed-43"]
+    assert cells == [
+        "baseline/seed-42",
+        "baseline/seed-43",
+        "head/seed-42",
+        "head/seed-43",
+        "lora/seed-42",
+        "lora/seed-43",
+    ]
     for c in cells:
         assert (out / c / "result.json").is_file()
     splits = {json.loads((out / c / "result.json").read_text())["run"]["split_fingerprint"] for c in cells}
@@ -35,15 +54,25 @@ def test_compare_writes_every_cell_then_skips_them(tmp_path: Path, train_args: l
 def test_compare_redoes_an_interrupted_cell_and_honours_a_plan(tmp_path: Path, train_args: list[str]) -> None:
     out = tmp_path / "cmp"
     plan = tmp_path / "plan.yaml"
-    plan.write_text("methods: [head, study]\nseeds: 1\ncommon: {epochs: 1}\nstudy: {config: lora-study, lora_r: 2}\n")
+    plan.write_text(
+        "methods: [head, study]\nseeds: 1\ncommon: {epochs: 1}\nstudy: {config: lora-study, lora_r: 2}\n"
+    )
     (out / "head" / "seed-42").mkdir(parents=True)
     (out / "head" / "seed-42" / "config.yaml").write_text("method: head\n")  # a cell killed mid-run
-    assert main(["compare", "--out", str(out), "--plan", str(plan), "--no-report", *train_args, "--epochs", "1"]) == 0
+    assert (
+        main(["compare", "--out", str(out), "--plan", str(plan), "--no-report", *train_args, "--epochs", "1"])
+        == 0
+    )
     assert (out / "head" / "seed-42" / "result.json").is_file()
     study = json.loads((out / "study" / "seed-42" / "result.json").read_text())
     cfg = study["run"]["config"]
     assert (cfg["method"], cfg["name"], cfg["lora_r"], cfg["pooling"], cfg["target_modules"]) == (
-        "lora", "study", 2, "cls", ["query", "value"])
+        "lora",
+        "study",
+        2,
+        "cls",
+        ["query", "value"],
+    )
     assert not (out / "report").exists()
 
 

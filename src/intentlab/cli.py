@@ -114,6 +114,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from intentlab.predict import Predictor, predict_file
+
+    if bool(args.input) != bool(args.output):
+        raise UserError("--input and --output go together. Give both, or give texts instead.")
+    if args.input and args.texts:
+        raise UserError("give texts or --input FILE, not both.")
+    if not args.input and not args.texts:
+        raise UserError("nothing to predict. Give one or more texts, or --input FILE --output FILE.")
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {args.top_k}.")
+    predictor = Predictor.from_run(args.run)
+    if args.input:
+        n = predict_file(
+            predictor, args.input, args.output, args.text_column, args.top_k, overwrite=args.overwrite
+        )
+        print(f"{n} predictions -> {args.output}")
+        return 0
+    for text, top in zip(args.texts, predictor.predict(args.texts, args.top_k), strict=True):
+        print(text)
+        for label, p in top:
+            print(f"  {p:7.2%}  {label}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from intentlab.export import export_run
+
+    r = export_run(
+        args.run, args.out, merge=args.merge, onnx=args.onnx, overwrite=args.overwrite, data_dir=args.data_dir
+    )
+    onnx = f"; ONNX max |Δp| {r['onnx_max_prob_diff']:.2e}" if r["onnx_max_prob_diff"] is not None else ""
+    print(
+        f"exported {r['kind']} -> {args.out}; verified on {r['n']} test texts: argmax identical: {r['argmax_equal']}, "
+        f"max |Δprobability| {r['max_prob_diff']:.2e} (tolerance {r['tolerance']:.0e}){onnx}"
+    )
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="intentlab", description="Train, compare and serve intent classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -151,6 +190,29 @@ def build_parser() -> Parser:
     p.add_argument("--no-report", action="store_true", help="skip writing OUT/report at the end")
     add_config_flags(p, skip=("method", "name"))
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("predict", help="top-k intents for texts, or for a CSV/JSONL file")
+    p.add_argument("run", help="run folder")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--top-k", type=int, default=3, help="intents to show per text [default: 3]")
+    p.add_argument("--input", help="CSV/TSV/JSONL file to classify (streamed)")
+    p.add_argument("--output", help="CSV or JSONL file to write")
+    p.add_argument("--text-column", default="text", help="text column of --input [default: text]")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a run (merged, or as an adapter), verified against the run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="fold adapters into the base weights: a plain transformers folder",
+    )
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx (needs onnx + onnxruntime)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--data-dir", help="folder with banking77's CSVs, for the verification")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="build report.md + report.html from run folders")
     p.add_argument("runs", nargs="+", help="run folders, or folders holding runs (searched recursively)")

@@ -127,16 +127,17 @@ def peft_config(cfg: Config, model: nn.Module) -> Any:
     from peft import IA3Config, LoraConfig
 
     targets = expand_targets(model, cfg.target_modules)
+    common = {"modules_to_save": head_modules(cfg)}
     if cfg.method == "ia3":
         ff = [m for m in cfg.feedforward_modules if m in targets]
-        return IA3Config(target_modules=targets, feedforward_modules=ff, modules_to_save=head_modules(cfg))
+        return IA3Config(target_modules=targets, feedforward_modules=ff, **common)
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=targets,
         use_dora=cfg.method == "dora",
-        modules_to_save=head_modules(cfg),
+        **common,
     )
 
 
@@ -173,7 +174,9 @@ def build_model(cfg: Config, num_labels: int) -> nn.Module:
     encoder = load_encoder(cfg.model, cfg.pooling)
     if cfg.encoder_dropout is not None:
         set_dropout(encoder, cfg.encoder_dropout)
-    return apply_method(cfg, IntentClassifier(encoder, num_labels, cfg.pooling, cfg.dropout))
+    model = IntentClassifier(encoder, num_labels, cfg.pooling, cfg.dropout)
+    model.name_or_path = cfg.model  # peft records it as the adapter's base_model_name_or_path
+    return apply_method(cfg, model)
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

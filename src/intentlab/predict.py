@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,12 @@ def _run_config(run: Path) -> dict[str, Any]:
     return read_yaml(path) if path.is_file() else {}
 
 
-def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = None) -> dict[str, Any]:
-    """Reload a run and evaluate it on `split` of the data it was trained on (same carve-out)."""
+def run_dataset(run: Path, data_dir: str | None = None) -> tuple[Any, Any]:
+    """The dataset (same split) and config a run was trained with."""
     from intentlab.config import Config, merge
     from intentlab.data import load_dataset
-    from intentlab.evaluate import metrics
     from intentlab.runs import load_result
 
-    run = Path(run)
     load_result(run)  # refuses incomplete or foreign runs with a clear message
     cfg = merge(Config(), _run_config(run), f"{run}/config.yaml")
     ds = load_dataset(
@@ -88,6 +86,15 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
         cfg.test_fraction,
         cfg.split_seed,
     )
+    return ds, cfg
+
+
+def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = None) -> dict[str, Any]:
+    """Reload a run and evaluate it on `split` of the data it was trained on (same carve-out)."""
+    from intentlab.evaluate import metrics
+
+    run = Path(run)
+    ds, cfg = run_dataset(run, data_dir)
     predictor = Predictor.from_run(run, bf16=cfg.bf16, batch_size=cfg.eval_batch_size)
     if predictor.labels != ds.labels:
         raise UserError(
@@ -95,3 +102,99 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
         )
     part = ds.split(split)
     return metrics(ds.ids(part), predictor.logits(part.texts), ds.labels)
+
+
+def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:
+    """Stream texts from a CSV/TSV/JSONL file in chunks, so large files never sit in memory whole."""
+    import csv
+    import json
+
+    if not path.is_file():
+        raise UserError(f"input file {path} not found. Pass an existing CSV or JSONL file to --input.")
+    suffix = path.suffix.lower()
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        if suffix in (".jsonl", ".json"):
+            rows: Iterator[Any] = (json.loads(line) for line in f if line.strip())
+        elif suffix in (".csv", ".tsv"):
+            rows = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+        else:
+            raise UserError(f"{path}: unsupported file type {suffix!r}. Use .csv, .tsv or .jsonl.")
+        batch: list[str] = []
+        try:
+            for n, row in enumerate(rows, 1):
+                text = row.get(text_column) if isinstance(row, dict) else None
+                if not isinstance(text, str) or not text.strip():
+                    raise UserError(
+                        f"{path}: row {n} has no text in column {text_column!r}. Fix it or pass --text-column."
+                    )
+                batch.append(text)
+                if len(batch) == chunk:
+                    yield batch
+                    batch = []
+        except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
+            raise UserError(
+                f"{path}: unreadable ({type(e).__name__}). Save it as UTF-8 CSV or JSONL."
+            ) from None
+        if batch:
+            yield batch
+
+
+def predict_file(
+    predictor: Predictor,
+    inp: str | Path,
+    out: str | Path,
+    text_column: str = "text",
+    top_k: int = 1,
+    chunk: int = 1024,
+    overwrite: bool = False,
+) -> int:
+    """Predict every row of `inp` into `out` (CSV or JSONL by suffix), atomically; returns the row count."""
+    import csv
+    import json
+    import os
+    import tempfile
+
+    from tqdm.auto import tqdm
+
+    inp, out = Path(inp), Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"output file {out} exists. Choose another --output or pass --overwrite.")
+    if out.suffix.lower() not in (".csv", ".jsonl"):
+        raise UserError(f"--output {out}: use a .csv or .jsonl file name.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    n = 0
+    try:
+        with (
+            os.fdopen(fd, "w", encoding="utf-8", newline="") as f,
+            tqdm(desc="predict", unit=" texts") as bar,
+        ):
+            writer = None
+            if out.suffix.lower() == ".csv":
+                writer = csv.writer(f)
+                writer.writerow(["text", "intent", "probability", *(f"top{i}" for i in range(2, top_k + 1))])
+            for texts in iter_texts(inp, text_column, chunk):
+                for text, top in zip(texts, predictor.predict(texts, top_k), strict=True):
+                    if writer:
+                        writer.writerow(
+                            [text, top[0][0], f"{top[0][1]:.6f}", *(f"{lab}:{p:.6f}" for lab, p in top[1:])]
+                        )
+                    else:
+                        f.write(
+                            json.dumps(
+                                {
+                                    "text": text,
+                                    "intent": top[0][0],
+                                    "probability": top[0][1],
+                                    "top_k": [{"intent": lab, "probability": p} for lab, p in top],
+                                }
+                            )
+                            + "\n"
+                        )
+                n += len(texts)
+                bar.update(len(texts))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n

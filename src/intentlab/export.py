@@ -1,0 +1,193 @@
+"""`intentlab export RUN --out DIR [--merge] [--onnx]`: a deployable folder, verified against the run.
+
+- `--merge` folds LoRA/DoRA/IA3 into the base weights (peft `merge_and_unload`) and keeps the trained
+  head. The result is a plain transformers folder (config.json with `auto_map`, model.safetensors,
+  tokenizer, `modeling_intentlab.py`) that loads with `AutoModelForSequenceClassification`
+  (`trust_remote_code=True`) and needs neither peft nor intentlab.
+- Without `--merge`, an adapter run is exported as its portable peft adapter folder plus tokenizer and
+  labels (load it on the base model with peft); a full or head run is always written merged.
+- `--onnx` also writes `model.onnx` (torch.onnx exporter) with dynamic batch and sequence axes.
+
+Every export is verified on the run's test split: argmax identical to the unmerged model, and
+probabilities within `PROB_TOLERANCE`; the command prints both figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intentlab.errors import UserError
+
+PROB_TOLERANCE = 1e-4
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64) - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def write_hf_folder(model: Any, tokenizer: Any, labels: list[str], info: dict[str, Any], out: Path) -> None:
+    """Save an (unwrapped) IntentClassifier as a transformers folder with its modeling code."""
+    import torch  # noqa: F401  (safetensors.torch needs it)
+    from safetensors.torch import save_file
+
+    from intentlab import hf_modeling
+
+    enc = model.encoder.config.to_dict()
+    for key in ("architectures", "auto_map", "_name_or_path", "transformers_version", "id2label", "label2id"):
+        enc.pop(key, None)
+    config = {
+        "model_type": "intentlab",
+        "architectures": ["IntentlabForSequenceClassification"],
+        "auto_map": {
+            "AutoConfig": "modeling_intentlab.IntentlabConfig",
+            "AutoModelForSequenceClassification": "modeling_intentlab.IntentlabForSequenceClassification",
+        },
+        "encoder": enc,
+        "pooling": info["pooling"],
+        "classifier_dropout": info.get("dropout", 0.1),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+        "intentlab": {k: info[k] for k in ("method", "base_model", "max_length") if k in info},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
+    shutil.copy(hf_modeling.__file__, out / "modeling_intentlab.py")
+    tokenizer.save_pretrained(out)
+
+
+def export_run(
+    run: str | Path,
+    out: str | Path,
+    merge: bool = False,
+    onnx: bool = False,
+    overwrite: bool = False,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Export and verify; returns {'kind', 'max_prob_diff', 'argmax_equal', 'n', 'tolerance'}."""
+    from intentlab.model_io import load_model
+    from intentlab.predict import Predictor, run_dataset
+    from intentlab.runs import RunDir
+
+    run, out = Path(run), Path(out)
+    run_dir = RunDir(out, overwrite)
+    ds, cfg = run_dataset(run, data_dir)
+    ref = Predictor.from_run(run, bf16=False)  # fp32 reference, unmerged
+    texts = ds.test.texts
+    ref_probs = _softmax(ref.logits(texts))
+    loaded = load_model(run)
+    is_adapter = loaded.info["weights"] == "adapter"
+    target = run_dir.claim()
+    try:
+        if is_adapter and not merge:
+            kind = "peft adapter (unmerged)"
+            shutil.copytree(run / "model", target, dirs_exist_ok=True)
+            probs = _softmax(Predictor.from_run(run, bf16=False).logits(texts))
+        else:
+            kind = "merged transformers model" if is_adapter else "transformers model"
+            model = loaded.model.merge_and_unload() if is_adapter else loaded.model
+            write_hf_folder(model, loaded.tokenizer, loaded.labels, loaded.info, target)
+            probs = _softmax(_hf_logits(target, loaded.tokenizer, texts, cfg.max_length))
+        if onnx:
+            if is_adapter and not merge:
+                raise UserError("--onnx needs a merged model. Add --merge.")
+            onnx_probs = _softmax(_export_onnx(target, loaded.tokenizer, texts, cfg.max_length))
+            probs_onnx_diff = float(np.abs(onnx_probs - ref_probs).max())
+        else:
+            probs_onnx_diff = None
+        diff = float(np.abs(probs - ref_probs).max())
+        same = bool((probs.argmax(1) == ref_probs.argmax(1)).all())
+        report = {
+            "kind": kind,
+            "n": len(texts),
+            "max_prob_diff": diff,
+            "argmax_equal": same,
+            "tolerance": PROB_TOLERANCE,
+            "onnx_max_prob_diff": probs_onnx_diff,
+        }
+        ok = (
+            same
+            and diff <= PROB_TOLERANCE
+            and (probs_onnx_diff is None or probs_onnx_diff <= 10 * PROB_TOLERANCE)
+        )
+        (target / "export_verification.json").write_text(json.dumps(report, indent=2))
+        if not ok:
+            raise UserError(
+                f"export of {run} does not reproduce the run's predictions ({report}). Nothing was kept."
+            )
+    except BaseException:
+        run_dir.abort()
+        raise
+    run_dir.commit()
+    return report
+
+
+def _hf_logits(folder: Path, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
+    """Logits from the exported folder loaded through plain transformers."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from intentlab.data import Collator, sorted_batches, tokenize
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    ids = tokenize(tokenizer, texts, max_length)
+    collate = Collator(ids, None, tokenizer.pad_token_id or 0)
+    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    with torch.inference_mode():
+        for idx in sorted_batches([len(s) for s in ids], 256):
+            out[idx] = model(**collate(idx)).logits.float().numpy()
+    return out
+
+
+def _export_onnx(folder: Path, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
+    """Write model.onnx and return its logits on `texts` (onnxruntime)."""
+    try:
+        import onnxruntime as ort
+        import torch
+        from transformers import AutoModelForSequenceClassification
+    except ImportError:
+        raise UserError("--onnx needs onnx and onnxruntime. Run: pip install 'intentlab[onnx]'.") from None
+    from intentlab.data import Collator, sorted_batches, tokenize
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m: Any) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.m(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    sample = tokenizer(
+        ["an example query", "a second, longer example query"], padding=True, return_tensors="pt"
+    )
+    torch.onnx.export(
+        Logits(model),
+        (sample["input_ids"], sample["attention_mask"]),
+        str(folder / "model.onnx"),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "logits": {0: "batch"},
+        },
+        opset_version=17,
+        dynamo=False,
+    )
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids = tokenize(tokenizer, texts, max_length)
+    collate = Collator(ids, None, tokenizer.pad_token_id or 0)
+    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    for idx in sorted_batches([len(s) for s in ids], 256):
+        b = collate(idx)
+        out[idx] = session.run(["logits"], {k: b[k].numpy() for k in ("input_ids", "attention_mask")})[0]
+    return out

@@ -1,0 +1,113 @@
+"""Prediction from run folders (texts and files) and verified exports (merged, adapter, full)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from intentlab.cli import main
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    args = [
+        "--model",
+        tiny_model,
+        "--data",
+        toy_data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--no-bf16",
+        "--threads",
+        "1",
+        "--lr",
+        "5e-3",
+    ]
+    out = {}
+    for method in ("lora", "dora", "full"):
+        out[method] = root / method
+        assert main(["train", "--method", method, "--out", str(out[method]), *args]) == 0
+    return out
+
+
+def test_predict_texts(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from intentlab.predict import Predictor
+
+    p = Predictor.from_run(runs["lora"])
+    top = p.predict(["i lost my card", "what exchange rate do you use"], top_k=3)
+    assert len(top) == 2 and all(len(t) == 3 for t in top)
+    for t in top:
+        probs = [x[1] for x in t]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-9
+        assert {x[0] for x in t} <= set(p.labels)
+    full = p.logits(["i lost my card", "what exchange rate do you use"])
+    z = np.exp(full - full.max(1, keepdims=True))
+    assert top[0][0][1] == pytest.approx((z / z.sum(1, keepdims=True))[0].max())
+    capsys.readouterr()
+    assert main(["predict", str(runs["lora"]), "i lost my card", "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "i lost my card" and len(lines) == 3 and lines[1].strip().endswith(top[0][0][0])
+
+
+def test_predict_file_csv_and_jsonl(runs: dict[str, Path], toy_data: str, tmp_path: Path) -> None:
+    src = Path(toy_data) / "test.csv"
+    out_csv, out_jsonl = tmp_path / "pred.csv", tmp_path / "pred.jsonl"
+    assert (
+        main(["predict", str(runs["full"]), "--input", str(src), "--output", str(out_csv), "--top-k", "2"])
+        == 0
+    )
+    rows = list(csv.DictReader(out_csv.open()))
+    texts = [r["text"] for r in csv.DictReader(src.open())]
+    assert [r["text"] for r in rows] == texts and all(r["intent"] for r in rows)
+    jsonl_in = tmp_path / "in.jsonl"
+    jsonl_in.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    assert main(["predict", str(runs["full"]), "--input", str(jsonl_in), "--output", str(out_jsonl)]) == 0
+    got = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert [g["intent"] for g in got] == [r["intent"] for r in rows]
+    # an existing output is not overwritten
+    before = out_csv.read_bytes()
+    assert main(["predict", str(runs["full"]), "--input", str(src), "--output", str(out_csv)]) == 2
+    assert out_csv.read_bytes() == before
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "full"])
+def test_merged_export_matches_the_run(runs: dict[str, Path], tmp_path: Path, method: str) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from intentlab.export import export_run
+    from intentlab.predict import Predictor
+
+    out = tmp_path / "export"
+    report = export_run(runs[method], out, merge=True)
+    assert report["argmax_equal"] and report["max_prob_diff"] <= report["tolerance"]
+    assert not any(p.name.startswith("adapter") for p in out.iterdir())
+    # a plain transformers load, no peft, reproduces the run's predictions
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    texts = ["i lost my card", "how do i top up my account", "when will the card be delivered"]
+    with torch.inference_mode():
+        logits = model(**tok(texts, padding=True, return_tensors="pt")).logits.numpy()
+    ref = Predictor.from_run(runs[method], bf16=False).logits(texts)
+    np.testing.assert_allclose(logits, ref, atol=1e-4)
+    assert [model.config.id2label[i] for i in logits.argmax(1)] == [
+        Predictor.from_run(runs[method]).labels[i] for i in ref.argmax(1)
+    ]
+
+
+def test_unmerged_adapter_export_and_refusals(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "adapter"
+    assert main(["export", str(runs["lora"]), "--out", str(out)]) == 0
+    assert "argmax identical: True" in capsys.readouterr().out
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert main(["export", str(runs["lora"]), "--out", str(out)]) == 2  # exists
+    assert "already exists" in capsys.readouterr().err
