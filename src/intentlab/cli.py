@@ -153,6 +153,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from intentlab.serve import Limits, serve
+
+    if args.name and len(args.name) != len(args.runs):
+        raise UserError(
+            f"--name was given {len(args.name)} times for {len(args.runs)} runs. Name every run, or none."
+        )
+    limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
+    serve(
+        args.runs,
+        args.host,
+        args.port,
+        names=args.name,
+        admin_token=args.admin_token,
+        runs_root=args.runs_root,
+        limits=limits,
+        bf16=bool(args.bf16),
+    )
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="intentlab", description="Train, compare and serve intent classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -213,6 +234,30 @@ def build_parser() -> Parser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--data-dir", help="folder with banking77's CSVs, for the verification")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve runs over HTTP: many adapters on one base model")
+    p.add_argument("runs", nargs="+", help="run folders to load at start-up")
+    p.add_argument(
+        "--name", action="append", help="adapter name per run, in order [default: the folder names]"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--admin-token",
+        help="token for POST/DELETE /v1/adapters [default: $INTENTLAB_ADMIN_TOKEN; unset: disabled]",
+    )
+    p.add_argument(
+        "--runs-root", help="folder that runs loaded at run time must be inside [default: current folder]"
+    )
+    p.add_argument("--max-texts", type=int, default=64, help="texts per request [default: 64]")
+    p.add_argument("--max-chars", type=int, default=2000, help="characters per text [default: 2000]")
+    p.add_argument(
+        "--max-body-bytes", type=int, default=256 * 1024, help="request body bytes [default: 262144]"
+    )
+    p.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast for inference (only on hardware with fast bf16)"
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="build report.md + report.html from run folders")
     p.add_argument("runs", nargs="+", help="run folders, or folders holding runs (searched recursively)")

@@ -1,0 +1,209 @@
+"""Serving: two adapters with different label sets on one base, run-time load/unload, every limit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import write_csv
+from intentlab.cli import main
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+
+from intentlab.serve import Limits, create_app
+
+OTHER_INTENTS = {
+    "greeting": ["hello there", "hi, good morning", "hey how are you"],
+    "goodbye": ["bye for now", "see you later", "goodbye and thanks"],
+    "weather": ["will it rain today", "what's the weather like", "is it sunny tomorrow"],
+}
+TOKEN = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> dict[str, Path]:
+    from conftest import make_rows
+
+    root = tmp_path_factory.mktemp("serve-runs")
+    other = root / "other-data"
+    other.mkdir()
+    write_csv(other / "train.csv", make_rows(12, seed=5, intents=OTHER_INTENTS))
+    write_csv(other / "test.csv", make_rows(4, seed=6, intents=OTHER_INTENTS))
+    common = [
+        "--model",
+        tiny_model,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--no-bf16",
+        "--threads",
+        "1",
+        "--lr",
+        "5e-3",
+    ]
+    plan = {
+        "bank": ("lora", toy_data),
+        "chat": ("lora", str(other)),
+        "dora": ("dora", str(other)),
+        "full": ("full", toy_data),
+    }
+    for name, (method, data) in plan.items():
+        assert main(["train", "--method", method, "--out", str(root / name), "--data", data, *common]) == 0
+    return {name: root / name for name in plan}
+
+
+@pytest.fixture(scope="module")
+def client(runs: dict[str, Path]) -> TestClient:
+    app = create_app(
+        [str(runs["bank"]), str(runs["chat"]), str(runs["full"])],
+        admin_token=TOKEN,
+        runs_root=str(runs["bank"].parent),
+        limits=Limits(max_texts=4, max_chars=50, max_body_bytes=2048),
+    )
+    with TestClient(app) as c:
+        yield c
+
+
+def predict(client: TestClient, **body: object) -> object:
+    return client.post("/v1/predict", json=body)
+
+
+def test_two_adapters_share_one_base_and_answer_with_their_own_labels(
+    client: TestClient, runs: dict[str, Path]
+) -> None:
+    from intentlab.predict import Predictor
+
+    reg = client.app.state.registry
+    assert len(reg.bases) == 1  # bank and chat: one copy of the base model
+    assert reg.entries["full"].shared_key is None
+    listed = {a["name"]: a for a in client.get("/v1/adapters").json()["adapters"]}
+    assert listed["bank"]["num_labels"] == 4 and listed["chat"]["num_labels"] == 3
+    assert listed["bank"]["shares_base"] and not listed["full"]["shares_base"]
+    texts = ["i lost my card", "hello there", "will it rain today"]
+    for name, labels in (
+        ("bank", {"card_arrival", "lost_card", "exchange_rate", "top_up"}),
+        ("chat", set(OTHER_INTENTS)),
+    ):
+        r = predict(client, texts=texts, adapter=name, top_k=2)
+        assert r.status_code == 200, r.text
+        preds = r.json()["predictions"]
+        assert all({p["intent"] for p in x["intents"]} <= labels for x in preds)
+        # identical to the run loaded on its own (the shared base + switched adapter changes nothing)
+        solo = Predictor.from_run(runs[name]).predict(texts, top_k=2)
+        for got, want in zip(preds, solo, strict=True):
+            assert [p["intent"] for p in got["intents"]] == [w[0] for w in want]
+            assert [p["probability"] for p in got["intents"]] == pytest.approx([w[1] for w in want], abs=1e-5)
+
+
+def test_load_and_unload_at_run_time(client: TestClient, runs: dict[str, Path]) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = client.post("/v1/adapters", json={"name": "dora", "run": "dora"}, headers=auth)
+    assert r.status_code == 201, r.text
+    assert predict(client, texts=["hello"], adapter="dora").status_code == 200
+    assert client.post("/v1/adapters", json={"name": "dora", "run": "dora"}, headers=auth).status_code == 409
+    assert client.delete("/v1/adapters/dora", headers=auth).status_code == 204
+    assert predict(client, texts=["hello"], adapter="dora").status_code == 404
+    assert client.delete("/v1/adapters/dora", headers=auth).status_code == 404
+    # the others still work after the unload
+    assert predict(client, texts=["hello there"], adapter="chat").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"texts": ["hi"], "adapter": "nope"}, 404, "unknown adapter"),
+        ({"texts": [], "adapter": "bank"}, 422, "texts is empty"),
+        ({"texts": ["a", "b", "c", "d", "e"], "adapter": "bank"}, 413, "too many texts"),
+        ({"texts": ["x" * 51], "adapter": "bank"}, 413, "over the 50 limit"),
+        ({"texts": ["   "], "adapter": "bank"}, 422, "is empty"),
+        ({"texts": ["hi"]}, 422, "several adapters are loaded"),
+        ({"texts": "hi", "adapter": "bank"}, 422, "list"),
+        ({"texts": [1, 2], "adapter": "bank"}, 422, "string"),
+        ({"texts": ["hi"], "adapter": "bank", "top_k": 0}, 422, "greater than or equal"),
+    ],
+)
+def test_bad_predict_requests(client: TestClient, body: dict[str, object], status: int, needle: str) -> None:
+    r = client.post("/v1/predict", json=body)
+    assert r.status_code == status, r.text
+    assert needle in json.dumps(r.json())
+
+
+def test_malformed_and_oversized_bodies(client: TestClient) -> None:
+    r = client.post("/v1/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = client.post(
+        "/v1/predict",
+        content=b'{"texts": ["' + b"a" * 4000 + b'"]}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413 and "over 2048 bytes" in r.text
+
+    def chunks():  # no Content-Length: streamed, still capped
+        for _ in range(10):
+            yield b" " * 500
+
+    r = client.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({}, {"name": "x", "run": "dora"}, 401),
+        ({"Authorization": "Bearer wrong"}, {"name": "x", "run": "dora"}, 401),
+        ({"Authorization": f"Bearer {TOKEN}"}, {"name": "../x", "run": "dora"}, 422),
+        ({"Authorization": f"Bearer {TOKEN}"}, {"name": "x", "run": "../../etc"}, 400),
+        ({"Authorization": f"Bearer {TOKEN}"}, {"name": "x", "run": "/etc"}, 400),
+        ({"Authorization": f"Bearer {TOKEN}"}, {"name": "x", "run": "missing-run"}, 422),
+    ],
+)
+def test_admin_endpoint_guards(
+    client: TestClient, headers: dict[str, str], body: dict[str, str], status: int
+) -> None:
+    r = client.post("/v1/adapters", json=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert "x" not in client.app.state.registry.entries
+
+
+def test_corrupt_adapter_fails_cleanly_and_others_keep_working(
+    client: TestClient, runs: dict[str, Path]
+) -> None:
+    import shutil
+
+    bad = runs["bank"].parent / "corrupt"
+    shutil.copytree(runs["chat"], bad)
+    (bad / "model" / "adapter" / "adapter_model.safetensors").write_bytes(b"garbage" * 10)
+    r = client.post(
+        "/v1/adapters",
+        json={"name": "corrupt", "run": "corrupt"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert r.status_code == 422 and "corrupt" in r.text
+    assert predict(client, texts=["hello there"], adapter="chat").status_code == 200
+    assert predict(client, texts=["i lost my card"], adapter="bank").status_code == 200
+
+
+def test_admin_disabled_without_token(runs: dict[str, Path]) -> None:
+    with TestClient(create_app([str(runs["bank"])])) as c:
+        assert c.post("/v1/adapters", json={"name": "a", "run": "x"}).status_code == 403
+        r = c.post("/v1/predict", json={"texts": ["hi"]})  # one adapter: the name is optional
+        assert r.status_code == 200 and r.json()["adapter"] == "bank"
+        assert '<select id="adapter">' in c.get("/").text
+        assert "/v1/predict" in c.get("/openapi.json").json()["paths"]
+
+
+def test_concurrent_requests_are_batched(client: TestClient) -> None:
+    import concurrent.futures
+
+    before = client.app.state.batcher.batches
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(
+            pool.map(lambda i: predict(client, texts=[f"card {i}"], adapter="bank").status_code, range(32))
+        )
+    assert codes == [200] * 32
+    assert client.app.state.batcher.batches - before < 32  # some requests shared a forward pass
