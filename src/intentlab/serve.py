@@ -229,7 +229,7 @@ def create_app(
         if req.top_k > limits.max_top_k:
             raise HTTPException(422, f"top_k {req.top_k} is over the limit of {limits.max_top_k}")
         if not req.texts:
-            raise HTTPException(422, "texts is empty: send 1 to %d texts" % limits.max_texts)
+            raise HTTPException(422, f"texts is empty: send 1 to {limits.max_texts} texts")
         if len(req.texts) > limits.max_texts:
             raise HTTPException(413, f"too many texts: {len(req.texts)} > {limits.max_texts} per request")
         for i, t in enumerate(req.texts):

@@ -1,0 +1,74 @@
+"""The web page in a real headless Chromium (Debian's), driven by Playwright: type a query, see the intent."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from intentlab.cli import main
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> str:
+    import uvicorn
+
+    from intentlab.serve import create_app
+
+    run = tmp_path_factory.mktemp("browser") / "bank"
+    assert main(["train", "--method", "full", "--out", str(run), "--model", tiny_model, "--data", toy_data,
+                 "--epochs", "3", "--batch-size", "8", "--no-bf16", "--threads", "1", "--lr", "5e-3"]) == 0
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app([str(run)]), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(5)
+
+
+def test_type_a_query_and_see_the_intent(server: str, tmp_path: Path) -> None:
+    import httpx
+
+    expected = httpx.post(f"{server}/v1/predict", json={"texts": ["where is my new card"], "top_k": 5}).json()
+    top = expected["predictions"][0]["intents"][0]["intent"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page()
+        page.goto(server)
+        page.wait_for_selector("#adapter option", state="attached")
+        assert page.locator("#adapter").input_value() == "bank"
+        assert "intents" in page.locator("#meta").inner_text()
+        page.fill("#query", "where is my new card")
+        page.click("#go")
+        page.wait_for_selector("#results .row")
+        rows = page.locator("#results .row")
+        assert rows.count() == 4  # top 5 of a 4-intent adapter
+        assert rows.first.locator(".intent").inner_text() == top
+        page.screenshot(path=str(tmp_path / "page.png"))
+        page.fill("#query", "")
+        page.click("#go")
+        assert "Type a query first" in page.locator("#error").inner_text()
+        browser.close()
