@@ -30,10 +30,35 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: 
     from intentlab.serve import create_app
 
     run = tmp_path_factory.mktemp("browser") / "bank"
-    assert main(["train", "--method", "full", "--out", str(run), "--model", tiny_model, "--data", toy_data,
-                 "--epochs", "3", "--batch-size", "8", "--no-bf16", "--threads", "1", "--lr", "5e-3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "full",
+                "--out",
+                str(run),
+                "--model",
+                tiny_model,
+                "--data",
+                toy_data,
+                "--epochs",
+                "3",
+                "--batch-size",
+                "8",
+                "--no-bf16",
+                "--threads",
+                "1",
+                "--lr",
+                "5e-3",
+            ]
+        )
+        == 0
+    )
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app([str(run)]), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app([str(run)]), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(100):
@@ -52,9 +77,16 @@ def test_type_a_query_and_see_the_intent(server: str, tmp_path: Path) -> None:
     top = expected["predictions"][0]["intents"][0]["intent"]
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         page = browser.new_page()
         page.goto(server)

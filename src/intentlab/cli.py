@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from intentlab import config as C
+from intentlab.checkpoint import Interrupted
 from intentlab.errors import UserError
 
 
@@ -64,6 +65,22 @@ def config_from_args(args: argparse.Namespace, skip: Sequence[str] = ()) -> C.Co
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        from intentlab.train import resume_config, train
+
+        run = args.resume if isinstance(args.resume, str) else args.out
+        if not run:
+            raise UserError("--resume needs the run folder: intentlab train --resume RUN.")
+        if args.method or args.config or args.overwrite:
+            raise UserError(
+                "--resume continues a run with its recorded config; drop --method/--config/--overwrite."
+            )
+        flags = {name: getattr(args, name, None) for name in C.FIELDS if name != "method"}
+        args.out = run
+        result = train(resume_config(run, flags), run, resume=True)
+        return _print_result(result, run)
+    if not args.out:
+        raise UserError("--out is required: the run folder to create.")
     cfg = config_from_args(args)
     if cfg.method == "baseline":
         from intentlab.baseline import train_baseline
@@ -73,11 +90,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from intentlab.train import train
 
         result = train(cfg, args.out, overwrite=args.overwrite)
+    return _print_result(result, args.out)
+
+
+def _print_result(result: dict, out: str) -> int:
     t, tr = result["test"], result["train"]
     print(
-        f"{cfg.method}: test accuracy {t['accuracy']:.4f}, macro-F1 {t['f1_macro']:.4f}, "
+        f"{result['run']['method']}: test accuracy {t['accuracy']:.4f}, macro-F1 {t['f1_macro']:.4f}, "
         f"weighted F1 {t['f1_weighted']:.4f} | {tr['train_seconds'] / 60:.1f} min, "
-        f"{tr['trainable_params']:,} trainable params ({tr['trainable_percent']:.2f}%) -> {args.out}"
+        f"{tr['trainable_params']:,} trainable params ({tr['trainable_percent']:.2f}%) -> {out}"
     )
     return 0
 
@@ -179,9 +200,16 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train one run (full, lora, dora, ia3, head)")
-    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--out", help="run folder to create")
     p.add_argument(
         "--config", help="YAML config; flags override it, it overrides the method's shipped config"
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="RUN",
+        help="continue an interrupted run from its last checkpoint (RUN, or the --out folder)",
     )
     p.add_argument(
         "--overwrite",
@@ -277,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"intentlab {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except Interrupted as e:
+        print(f"intentlab {args.command}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"intentlab {args.command}: interrupted", file=sys.stderr)

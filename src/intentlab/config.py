@@ -75,6 +75,7 @@ class Config:
     )
     compile: bool = _f(False, "torch.compile the model (pays off only for long runs)")
     bucket_batches: int = _f(64, "length bucketing: shuffle chunks of this many batches, sort within a chunk")
+    checkpoint_steps: int = _f(0, "also write a resumable checkpoint every N steps (0: at epoch ends only)")
     threads: int | None = _f(None, "CPU threads for torch (default: torch's choice, physical cores)")
     # --- adapters (lora, dora, ia3)
     lora_r: int = _f(8, "LoRA/DoRA rank")
@@ -252,6 +253,7 @@ def validate(cfg: Config) -> None:
     need(
         cfg.seed >= 0 and cfg.split_seed >= 0, f"seeds must be non-negative, got {cfg.seed}, {cfg.split_seed}"
     )
+    need(cfg.checkpoint_steps >= 0, f"checkpoint_steps must be 0 or more, got {cfg.checkpoint_steps}")
     need(cfg.bucket_batches >= 1, f"bucket_batches must be at least 1, got {cfg.bucket_batches}")
     need(cfg.threads is None or cfg.threads >= 1, f"threads must be at least 1, got {cfg.threads}")
     need(cfg.lora_r >= 1, f"lora_r must be at least 1, got {cfg.lora_r}")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from intentlab import checkpoint as ckpt
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
@@ -131,16 +132,57 @@ class EpochTable:
             )
 
 
-def train(cfg: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train one run into `out` and return its result.json content."""
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, set_seed
+class Setup:
+    """Everything built before the run folder is touched: bad input fails here, leaving nothing behind."""
 
-    quiet_transformers()
-    if cfg.bf16 is None:
-        cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    def __init__(self, cfg: Config, accelerator: Any) -> None:
+        self.cfg = cfg
+        self.ds = D.load_dataset(
+            cfg.data,
+            cfg.data_dir,
+            cfg.text_column,
+            cfg.label_column,
+            cfg.val_fraction,
+            cfg.test_fraction,
+            cfg.split_seed,
+        )
+        self.tokenizer = load_tokenizer(cfg.model)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        from accelerate.utils import set_seed
+
+        set_seed(cfg.seed)
+        model = build_model(cfg, len(self.ds.labels))
+        self.trainable, self.total = count_params(model)
+        splits = ("train", "validation", "test")
+        self.tokens = {s: D.tokenize(self.tokenizer, self.ds.split(s).texts, cfg.max_length) for s in splits}
+        self.y = {s: self.ds.ids(self.ds.split(s)) for s in splits}
+        self.sampler = D.BucketBatchSampler(
+            [len(t) for t in self.tokens["train"]], cfg.batch_size, cfg.bucket_batches, cfg.seed
+        )
+        loader = torch.utils.data.DataLoader(
+            list(range(len(self.tokens["train"]))),
+            batch_sampler=self.sampler,
+            collate_fn=D.Collator(self.tokens["train"], self.y["train"], self.pad_id),
+            # its own generator: creating an iterator draws a seed, which must not shift the global RNG
+            # (dropout masks) between an uninterrupted run and a resumed one
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        optimizer = make_optimizer(model, cfg)
+        from transformers import get_linear_schedule_with_warmup
+
+        steps = cfg.epochs * len(self.sampler)
+        scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
+        if cfg.compile:
+            model = torch.compile(model, dynamic=True)
+        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
+            model, optimizer, loader, scheduler
+        )
+
+
+def make_accelerator(cfg: Config) -> Any:
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
     accelerator = Accelerator(
         mixed_precision="bf16" if cfg.bf16 else "no",
         dataloader_config=DataLoaderConfiguration(split_batches=True),
@@ -150,118 +192,140 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False, progress: bool 
             f"batch_size {cfg.batch_size} is not divisible by {accelerator.num_processes} processes. "
             "Pick a global batch size that is a multiple of the process count."
         )
+    return accelerator
+
+
+def train(
+    cfg: Config, out: str | Path, overwrite: bool = False, progress: bool = True, resume: bool = False
+) -> dict[str, Any]:
+    """Train one run into `out` (or continue it from its checkpoint) and return its result.json content."""
+    quiet_transformers()
+    if cfg.bf16 is None:
+        cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
-    run_dir = RunDir(out, overwrite) if main else None
-
-    # ---- setup: everything that can fail on bad input happens before the run folder is touched
-    ds = D.load_dataset(
-        cfg.data,
-        cfg.data_dir,
-        cfg.text_column,
-        cfg.label_column,
-        cfg.val_fraction,
-        cfg.test_fraction,
-        cfg.split_seed,
-    )
-    tokenizer = load_tokenizer(cfg.model)
-    set_seed(cfg.seed)
-    model = build_model(cfg, len(ds.labels))
-    trainable, total = count_params(model)
-    tokens = {
-        s: D.tokenize(tokenizer, ds.split(s).texts, cfg.max_length) for s in ("train", "validation", "test")
-    }
-    y = {s: ds.ids(ds.split(s)) for s in ("train", "validation", "test")}
-    sampler = D.BucketBatchSampler(
-        [len(t) for t in tokens["train"]], cfg.batch_size, cfg.bucket_batches, cfg.seed
-    )
-    loader = torch.utils.data.DataLoader(
-        list(range(len(tokens["train"]))),
-        batch_sampler=sampler,
-        collate_fn=D.Collator(tokens["train"], y["train"], tokenizer.pad_token_id or 0),
-    )
-    optimizer = make_optimizer(model, cfg)
-    from transformers import get_linear_schedule_with_warmup
-
-    steps = cfg.epochs * len(sampler)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
-    if cfg.compile:
-        model = torch.compile(model, dynamic=True)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-
-    out = run_dir.claim() if run_dir else Path(out)
+    out = Path(out)
+    run_dir = None if resume or not main else RunDir(out, overwrite)
+    setup = Setup(cfg, accelerator)  # validates data and model before anything is written
+    if run_dir:
+        run_dir.claim()
+    accelerator.wait_for_everyone()
     try:
-        if main:
+        if main and not resume:
             write_text_atomic(out / CONFIG, cfg.to_yaml())
-        result = _fit(
-            cfg,
-            accelerator,
-            model,
-            optimizer,
-            scheduler,
-            loader,
-            sampler,
-            tokens,
-            y,
-            ds,
-            tokenizer,
-            out,
-            trainable,
-            total,
-            progress,
-        )
+        with ckpt.StopFlag() as stop:
+            result = _fit(setup, accelerator, out, progress, stop, resume)
+    except ckpt.Interrupted:
+        raise  # the run folder stays, with its checkpoint
     except BaseException:
-        if run_dir:
-            run_dir.abort()
+        if run_dir and (run_dir.backup is not None or not (out / ckpt.CHECKPOINT).exists()):
+            run_dir.abort()  # restore what --overwrite replaced; or drop a run with nothing to resume
         raise
     if run_dir:
         run_dir.commit()
     return result
 
 
-def _evaluate(accelerator: Any, model: Any, cfg: Config, ids: list[list[int]], pad_id: int) -> np.ndarray:
-    return predict_logits(
-        accelerator.unwrap_model(model), ids, cfg.eval_batch_size, pad_id, cfg.bf16, accelerator.device
+def resume_config(run: str | Path, flags: dict[str, Any]) -> Config:
+    """The recorded config of an unfinished run; only machine-level flags may change on resume."""
+    from intentlab.config import merge, read_yaml, validate
+
+    run = Path(run)
+    if not (run / CONFIG).is_file():
+        raise UserError(
+            f"{run} is not a run folder (no {CONFIG}). Pass the --out folder of an interrupted run to --resume."
+        )
+    if (run / RESULT).is_file():
+        raise UserError(
+            f"run {run} is already complete. Nothing to resume; use --overwrite to train it again."
+        )
+    allowed = {"threads", "data_dir"}
+    changed = sorted(k for k, v in flags.items() if v is not None and k not in allowed)
+    if changed:
+        raise UserError(
+            f"--resume continues with the run's recorded config; drop {', '.join('--' + c.replace('_', '-') for c in changed)}."
+        )
+    cfg = merge(Config(), read_yaml(run / CONFIG), str(run / CONFIG))
+    cfg = merge(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
+    validate(cfg)
+    return cfg
+
+
+def _evaluate(accelerator: Any, setup: Setup, split: str) -> np.ndarray:
+    """Logits for a split; with several processes each scores a share of the batches, then they are gathered."""
+    from accelerate.utils import gather_object
+
+    ids, cfg = setup.tokens[split], setup.cfg
+    model = accelerator.unwrap_model(setup.model)
+    if accelerator.num_processes == 1:
+        return predict_logits(model, ids, cfg.eval_batch_size, setup.pad_id, cfg.bf16, accelerator.device)
+    mine = list(range(accelerator.process_index, len(ids), accelerator.num_processes))
+    logits = predict_logits(
+        model, [ids[i] for i in mine], cfg.eval_batch_size, setup.pad_id, cfg.bf16, accelerator.device
     )
+    pairs = gather_object([(i, row) for i, row in zip(mine, logits, strict=True)])
+    out = np.zeros((len(ids), logits.shape[1]), dtype=np.float32)
+    for i, row in pairs:
+        out[i] = row
+    return out
 
 
 def _fit(
-    cfg,
-    accelerator,
-    model,
-    optimizer,
-    scheduler,
-    loader,
-    sampler,
-    tokens,
-    y,
-    ds,
-    tokenizer,
-    out,
-    trainable,
-    total,
-    progress,
+    setup: Setup, accelerator: Any, out: Path, progress: bool, stop: ckpt.StopFlag, resume: bool
 ) -> dict[str, Any]:
+    cfg, model, optimizer, scheduler = setup.cfg, setup.model, setup.optimizer, setup.scheduler
     main = accelerator.is_main_process
-    pad_id = tokenizer.pad_token_id or 0
-    started = datetime.now(timezone.utc)
-    rss_before = rss_mb()
     table = EpochTable(main and progress)
-    rows: list[dict[str, Any]] = []
-    best_acc, best_epoch, best_state, bad_epochs = -1.0, 0, None, 0
-    fit_start = time.perf_counter()
-    real_tokens = sum(len(t) for t in tokens["train"])
-    for epoch in range(1, cfg.epochs + 1):
+    loop: dict[str, Any] = {
+        "epoch": 1,
+        "step": 0,
+        "rows": [],
+        "best_acc": -1.0,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "loss_sum": 0.0,
+        "seen": 0,
+        "padded": 0,
+        "elapsed": 0.0,
+        "epoch_elapsed": 0.0,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "resumed": 0,
+    }
+    best_state = None
+    restored = ckpt.load(accelerator, out) if resume else None
+    if restored:
+        loop, best_state = restored
+        loop["resumed"] += 1
+        if main:
+            tqdm.write(f"resuming {out} at epoch {loop['epoch']}, step {loop['step']}")
+    rows = loop["rows"]
+    for row in rows:
+        table.row(row)
+    rss_before = rss_mb()
+    real_tokens = sum(len(t) for t in setup.tokens["train"])
+    fit_start = time.perf_counter() - loop["elapsed"]
+    while loop["epoch"] <= cfg.epochs and not loop.get("done"):
+        epoch = loop["epoch"]
         model.train()
-        sampler.set_epoch(epoch)
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=accelerator.device)
-        seen = 0
-        padded_tokens = 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not (main and progress))
-        for step, batch in enumerate(bar):
+        setup.loader.set_epoch(epoch)  # Accelerate's iteration counter, which it pushes to the sampler
+        setup.sampler.set_epoch(epoch)  # ...and directly, where a sharded sampler wraps ours
+        t0 = time.perf_counter() - loop["epoch_elapsed"]
+        loss_sum = torch.tensor(loop["loss_sum"], device=accelerator.device)
+        skip = loop["step"]
+        batches = accelerator.skip_first_batches(setup.loader, skip) if skip else setup.loader
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            leave=False,
+            disable=not (main and progress),
+            initial=skip,
+            total=len(setup.sampler),
+        )
+        for step, batch in enumerate(bar, start=skip + 1):
             labels = batch.pop("labels")
-            logits = model(**batch)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = F.cross_entropy(model(**batch).float(), labels)
             accelerator.backward(loss)
             if cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -269,18 +333,34 @@ def _fit(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach() * labels.shape[0]  # no host sync per step
-            seen += labels.shape[0]
-            padded_tokens += batch["input_ids"].numel()
+            loop["seen"] += labels.shape[0]
+            loop["padded"] += batch["input_ids"].numel()
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-        loss_sum = accelerator.reduce(loss_sum, reduction="sum")
-        seen_all = seen * accelerator.num_processes
+            stopping = _stop_requested(accelerator, stop)
+            if stopping or (
+                cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < len(setup.sampler)
+            ):
+                loop.update(
+                    step=step,
+                    loss_sum=float(loss_sum.item()),
+                    elapsed=time.perf_counter() - fit_start,
+                    epoch_elapsed=time.perf_counter() - t0,
+                )
+                ckpt.save(accelerator, out, loop, best_state)
+                if stopping:
+                    raise ckpt.Interrupted(
+                        f"stopped at epoch {epoch}, step {step} with a checkpoint. Resume with: intentlab train --resume {out}"
+                    )
+        bar.close()
+        loss_total = float(accelerator.reduce(loss_sum, reduction="sum").item())
+        seen_all = loop["seen"] * accelerator.num_processes
         epoch_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        val = metrics(y["validation"], _evaluate(accelerator, model, cfg, tokens["validation"], pad_id))
+        val = metrics(setup.y["validation"], _evaluate(accelerator, setup, "validation"))
         row = {
             "epoch": epoch,
-            "train_loss": float(loss_sum.item()) / max(seen_all, 1),
+            "train_loss": loss_total / max(seen_all, 1),
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "val_f1_macro": val["f1_macro"],
@@ -290,26 +370,58 @@ def _fit(
             "lr": scheduler.get_last_lr()[0],
             "eval_seconds": time.perf_counter() - t1,
             "elapsed_seconds": time.perf_counter() - fit_start,
-            "padding_fraction": 1 - real_tokens / max(padded_tokens * accelerator.num_processes, 1),
+            "padding_fraction": 1 - real_tokens / max(loop["padded"] * accelerator.num_processes, 1),
             "peak_memory_mb": peak_memory_mb(accelerator.device)[0],
         }
         rows.append(row)
         table.row(row)
         if main:
             write_jsonl_atomic(out / METRICS, rows)
-        if val["accuracy"] > best_acc:
-            best_acc, best_epoch, bad_epochs = val["accuracy"], epoch, 0
+        if val["accuracy"] > loop["best_acc"]:
+            loop.update(best_acc=val["accuracy"], best_epoch=epoch, bad_epochs=0)
             best_state = trainable_state(accelerator.unwrap_model(model)) if epoch < cfg.epochs else None
         else:
-            bad_epochs += 1
-            if cfg.patience and bad_epochs >= cfg.patience:
-                break
-    train_seconds = time.perf_counter() - fit_start
-    unwrapped = accelerator.unwrap_model(model)
-    if best_epoch != rows[-1]["epoch"] and best_state is not None:
+            loop["bad_epochs"] += 1
+            loop["done"] = bool(cfg.patience and loop["bad_epochs"] >= cfg.patience)
+        loop.update(
+            epoch=epoch + 1,
+            step=0,
+            loss_sum=0.0,
+            seen=0,
+            padded=0,
+            epoch_elapsed=0.0,
+            elapsed=time.perf_counter() - fit_start,
+        )
+        if loop["epoch"] <= cfg.epochs and not loop.get("done"):
+            ckpt.save(accelerator, out, loop, best_state)  # resumable from every epoch boundary
+    loop["elapsed"] = time.perf_counter() - fit_start
+    return _finish(setup, accelerator, out, loop, best_state, rss_before, real_tokens)
+
+
+def _stop_requested(accelerator: Any, stop: ckpt.StopFlag) -> bool:
+    """True on every process when any process got SIGINT/SIGTERM (so all checkpoint together)."""
+    if accelerator.num_processes == 1:
+        return stop.signal is not None
+    flag = torch.tensor(1.0 if stop.signal is not None else 0.0, device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def _finish(
+    setup: Setup,
+    accelerator: Any,
+    out: Path,
+    loop: dict[str, Any],
+    best_state: dict[str, torch.Tensor] | None,
+    rss_before: float,
+    real_tokens: int,
+) -> dict[str, Any]:
+    """Best weights back, test evaluation, model + predictions + plots + result.json (last)."""
+    cfg, ds, rows = setup.cfg, setup.ds, loop["rows"]
+    unwrapped = accelerator.unwrap_model(setup.model)
+    if loop["best_epoch"] != rows[-1]["epoch"] and best_state is not None:
         load_trainable_state(unwrapped, best_state)  # early stopping: the best epoch's weights
-    test_logits = _evaluate(accelerator, model, cfg, tokens["test"], pad_id)
-    test = metrics(y["test"], test_logits, ds.labels)
+    test_logits = _evaluate(accelerator, setup, "test")
+    test = metrics(setup.y["test"], test_logits, ds.labels)
     peak, memory_kind = peak_memory_mb(accelerator.device)
     result: dict[str, Any] = {
         "run": {
@@ -318,27 +430,28 @@ def _fit(
             "seed": cfg.seed,
             "data": ds.name,
             "split_fingerprint": split_fingerprint(ds),
-            "started_at": started.isoformat(timespec="seconds"),
+            "started_at": loop["started"],
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "resumed": loop["resumed"],
             "num_processes": accelerator.num_processes,
             "device": str(accelerator.device),
             "config": cfg.to_dict(),
             "dataset": {
                 **D.describe(ds),
                 "source": ds.source,
-                "train_token_lengths": length_histogram(tokens["train"]),
+                "train_token_lengths": length_histogram(setup.tokens["train"]),
             },
         },
         "train": {
             "epochs": rows,
             "epochs_run": len(rows),
-            "best_epoch": best_epoch,
-            "best_val_accuracy": best_acc,
+            "best_epoch": loop["best_epoch"],
+            "best_val_accuracy": loop["best_acc"],
             "stopped_early": len(rows) < cfg.epochs,
-            "trainable_params": trainable,
-            "total_params": total,
-            "trainable_percent": 100.0 * trainable / total,
-            "train_seconds": train_seconds,
+            "trainable_params": setup.trainable,
+            "total_params": setup.total,
+            "trainable_percent": 100.0 * setup.trainable / setup.total,
+            "train_seconds": loop["elapsed"],
             "mean_epoch_seconds": float(np.mean([r["epoch_seconds"] for r in rows])),
             "train_examples_per_second": float(np.mean([r["train_examples_per_second"] for r in rows])),
             "peak_memory_mb": peak,
@@ -351,14 +464,16 @@ def _fit(
         "meta": provenance(),
     }
     if accelerator.is_main_process:
-        result["train"]["checkpoint_bytes"] = save_model(unwrapped, cfg, tokenizer, ds.labels, out / "model")
+        result["train"]["checkpoint_bytes"] = save_model(
+            unwrapped, cfg, setup.tokenizer, ds.labels, out / "model"
+        )
         write_json_atomic(
             out / PREDICTIONS,
-            {"labels": ds.labels, "y_true": y["test"], "y_pred": test_logits.argmax(1).tolist()},
+            {"labels": ds.labels, "y_true": setup.y["test"], "y_pred": test_logits.argmax(1).tolist()},
         )
-        training_curves(
-            rows, out / "plots" / "training.png", f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}"
-        )
+        title = f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}"
+        training_curves(rows, out / "plots" / "training.png", title)
         write_json_atomic(out / RESULT, result)  # last: its presence marks the run complete
+        ckpt.remove(out)
     accelerator.wait_for_everyone()
     return result
