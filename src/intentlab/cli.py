@@ -94,6 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_result(result: dict, out: str) -> int:
+    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch / torchrun: one summary, from rank 0
+        return 0
     t, tr = result["test"], result["train"]
     print(
         f"{result['run']['method']}: test accuracy {t['accuracy']:.4f}, macro-F1 {t['f1_macro']:.4f}, "

@@ -341,9 +341,10 @@ class BucketBatchSampler:
     """
 
     def __init__(
-        self, lengths: Sequence[int], batch_size: int, bucket_batches: int = 64, seed: int = 0
+        self, lengths: Sequence[int], batch_size: int, bucket_batches: int = 64, seed: int = 0, min_batch: int = 1
     ) -> None:
         self.lengths = np.asarray(lengths)
+        self.min_batch = min_batch  # a smaller last batch joins its neighbour (each process needs an example)
         self.batch_size = batch_size
         self.chunk = batch_size * bucket_batches
         self.seed = seed
@@ -359,14 +360,17 @@ class BucketBatchSampler:
         for start in range(0, len(perm), self.chunk):
             chunk = perm[start : start + self.chunk]
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            out += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            cut = [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            if len(cut) > 1 and len(cut[-1]) < self.min_batch:
+                cut[-2] += cut.pop()
+            out += cut
         return [out[i] for i in rng.permutation(len(out))]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return len(self.batches())
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -376,16 +380,32 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 class Collator:
-    """Pads a batch of token-id lists to its longest member; adds labels when given."""
+    """Pads a batch of token-id lists to its longest member; adds labels when given.
 
-    def __init__(self, input_ids: list[list[int]], labels: Sequence[int] | None, pad_id: int) -> None:
+    With `world` > 1 processes, each keeps every world-th example of the (length-sorted) global batch, so
+    the shares have near-equal lengths; `loss_scale` = world / global batch size turns the sum of the
+    share's losses into its part of the global mean.
+    """
+
+    def __init__(
+        self,
+        input_ids: list[list[int]],
+        labels: Sequence[int] | None,
+        pad_id: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.input_ids = input_ids
         self.labels = labels
         self.pad_id = pad_id
+        self.rank = rank
+        self.world = world
 
     def __call__(self, indices: list[int]) -> dict[str, Any]:
         import torch
 
+        n_global = len(indices)
+        indices = indices[self.rank :: self.world]
         seqs = [self.input_ids[i] for i in indices]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
@@ -396,4 +416,5 @@ class Collator:
         batch = {"input_ids": ids, "attention_mask": mask}
         if self.labels is not None:
             batch["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=torch.long)
+            batch["loss_scale"] = torch.tensor(self.world / n_global)
         return batch

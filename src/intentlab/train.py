@@ -157,15 +157,20 @@ class Setup:
         self.tokens = {s: D.tokenize(self.tokenizer, self.ds.split(s).texts, cfg.max_length) for s in splits}
         self.y = {s: self.ds.ids(self.ds.split(s)) for s in splits}
         self.sampler = D.BucketBatchSampler(
-            [len(t) for t in self.tokens["train"]], cfg.batch_size, cfg.bucket_batches, cfg.seed
+            [len(t) for t in self.tokens["train"]],
+            cfg.batch_size,
+            cfg.bucket_batches,
+            cfg.seed,
+            min_batch=accelerator.num_processes,
         )
-        loader = torch.utils.data.DataLoader(
-            list(range(len(self.tokens["train"]))),
-            batch_sampler=self.sampler,
-            collate_fn=D.Collator(self.tokens["train"], self.y["train"], self.pad_id),
-            # its own generator: creating an iterator draws a seed, which must not shift the global RNG
-            # (dropout masks) between an uninterrupted run and a resumed one
-            generator=torch.Generator().manual_seed(cfg.seed),
+        # Every process walks the same global batches and keeps its own share (see Collator), so a run on
+        # N processes sees exactly the batches of a 1-process run with the same global batch size.
+        self.collate = D.Collator(
+            self.tokens["train"],
+            self.y["train"],
+            self.pad_id,
+            accelerator.process_index,
+            accelerator.num_processes,
         )
         optimizer = make_optimizer(model, cfg)
         from transformers import get_linear_schedule_with_warmup
@@ -174,9 +179,7 @@ class Setup:
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
         if cfg.compile:
             model = torch.compile(model, dynamic=True)
-        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
-            model, optimizer, loader, scheduler
-        )
+        self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
 
 
 def make_accelerator(cfg: Config) -> Any:
@@ -207,8 +210,9 @@ def train(
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
     out = Path(out)
-    run_dir = None if resume or not main else RunDir(out, overwrite)
+    run_dir = None if resume else RunDir(out, overwrite)  # every process checks, so all fail together
     setup = Setup(cfg, accelerator)  # validates data and model before anything is written
+    run_dir = run_dir if main else None  # only the main process writes the run folder
     if run_dir:
         run_dir.claim()
     accelerator.wait_for_everyone()
@@ -309,41 +313,46 @@ def _fit(
     while loop["epoch"] <= cfg.epochs and not loop.get("done"):
         epoch = loop["epoch"]
         model.train()
-        setup.loader.set_epoch(epoch)  # Accelerate's iteration counter, which it pushes to the sampler
-        setup.sampler.set_epoch(epoch)  # ...and directly, where a sharded sampler wraps ours
+        setup.sampler.set_epoch(epoch)
         t0 = time.perf_counter() - loop["epoch_elapsed"]
         loss_sum = torch.tensor(loop["loss_sum"], device=accelerator.device)
+        seen = torch.tensor(float(loop["seen"]), device=accelerator.device)
         skip = loop["step"]
-        batches = accelerator.skip_first_batches(setup.loader, skip) if skip else setup.loader
+        batches = setup.sampler.batches()
         bar = tqdm(
-            batches,
+            batches[skip:],
             desc=f"epoch {epoch}/{cfg.epochs}",
             leave=False,
             disable=not (main and progress),
             initial=skip,
-            total=len(setup.sampler),
+            total=len(batches),
         )
-        for step, batch in enumerate(bar, start=skip + 1):
-            labels = batch.pop("labels")
-            loss = F.cross_entropy(model(**batch).float(), labels)
-            accelerator.backward(loss)
+        for step, indices in enumerate(bar, start=skip + 1):
+            batch = {k: v.to(accelerator.device) for k, v in setup.collate(indices).items()}
+            labels, weight = batch.pop("labels"), batch.pop("loss_scale")
+            # sum of this process's losses / (global batch / processes): DDP's mean over processes then gives
+            # exactly the global batch mean, even when the shares differ by one example
+            ce = F.cross_entropy(model(**batch).float(), labels, reduction="sum")
+            accelerator.backward(ce * weight)
             if cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach() * labels.shape[0]  # no host sync per step
-            loop["seen"] += labels.shape[0]
+            loss_sum += ce.detach()  # no host sync per step
+            seen += labels.shape[0]
             loop["padded"] += batch["input_ids"].numel()
+            loss = ce.detach() / max(labels.shape[0], 1)
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             stopping = _stop_requested(accelerator, stop)
             if stopping or (
-                cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < len(setup.sampler)
+                cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < len(batches)
             ):
                 loop.update(
                     step=step,
                     loss_sum=float(loss_sum.item()),
+                    seen=int(seen.item()),
                     elapsed=time.perf_counter() - fit_start,
                     epoch_elapsed=time.perf_counter() - t0,
                 )
@@ -354,7 +363,7 @@ def _fit(
                     )
         bar.close()
         loss_total = float(accelerator.reduce(loss_sum, reduction="sum").item())
-        seen_all = loop["seen"] * accelerator.num_processes
+        seen_all = int(accelerator.reduce(seen, reduction="sum").item())
         epoch_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         val = metrics(setup.y["validation"], _evaluate(accelerator, setup, "validation"))
