@@ -76,6 +76,12 @@ class Config:
     compile: bool = _f(False, "torch.compile the model (pays off only for long runs)")
     bucket_batches: int = _f(64, "length bucketing: shuffle chunks of this many batches, sort within a chunk")
     checkpoint_steps: int = _f(0, "also write a resumable checkpoint every N steps (0: at epoch ends only)")
+    track: str | None = _f(
+        None, "experiment tracking: mlflow or tensorboard (default: none, nothing imported)"
+    )
+    tracking_uri: str | None = _f(
+        None, "MLflow tracking URI (default: sqlite:///mlflow.db) or TensorBoard log folder"
+    )
     threads: int | None = _f(None, "CPU threads for torch (default: torch's choice, physical cores)")
     # --- adapters (lora, dora, ia3)
     lora_r: int = _f(8, "LoRA/DoRA rank")
@@ -252,6 +258,10 @@ def validate(cfg: Config) -> None:
     need(cfg.patience >= 0, f"patience must be 0 (off) or more, got {cfg.patience}")
     need(
         cfg.seed >= 0 and cfg.split_seed >= 0, f"seeds must be non-negative, got {cfg.seed}, {cfg.split_seed}"
+    )
+    need(
+        cfg.track in (None, "mlflow", "tensorboard"),
+        f"track must be mlflow or tensorboard, got {cfg.track!r}",
     )
     need(cfg.checkpoint_steps >= 0, f"checkpoint_steps must be 0 or more, got {cfg.checkpoint_steps}")
     need(cfg.bucket_batches >= 1, f"bucket_batches must be at least 1, got {cfg.bucket_batches}")

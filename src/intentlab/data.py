@@ -341,7 +341,12 @@ class BucketBatchSampler:
     """
 
     def __init__(
-        self, lengths: Sequence[int], batch_size: int, bucket_batches: int = 64, seed: int = 0, min_batch: int = 1
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        bucket_batches: int = 64,
+        seed: int = 0,
+        min_batch: int = 1,
     ) -> None:
         self.lengths = np.asarray(lengths)
         self.min_batch = min_batch  # a smaller last batch joins its neighbour (each process needs an example)

@@ -16,6 +16,7 @@ import os
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from intentlab.runs import (
     write_jsonl_atomic,
     write_text_atomic,
 )
+from intentlab.tracking import NullTracker, make_tracker
 
 STUDY_HEADER = "Epoch | Training Loss | Validation Loss | Accuracy | F1 | F1 (macro) | s/epoch | ex/s"
 
@@ -137,6 +139,8 @@ class Setup:
 
     def __init__(self, cfg: Config, accelerator: Any) -> None:
         self.cfg = cfg
+        self.on_epoch: Callable[[dict[str, Any]], bool] | None = None
+        self.tracker: NullTracker = NullTracker()
         self.ds = D.load_dataset(
             cfg.data,
             cfg.data_dir,
@@ -199,9 +203,18 @@ def make_accelerator(cfg: Config) -> Any:
 
 
 def train(
-    cfg: Config, out: str | Path, overwrite: bool = False, progress: bool = True, resume: bool = False
+    cfg: Config,
+    out: str | Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+    on_epoch: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
-    """Train one run into `out` (or continue it from its checkpoint) and return its result.json content."""
+    """Train one run into `out` (or continue it from its checkpoint) and return its result.json content.
+
+    `on_epoch(row)` is called after each validation; returning True stops training there (a sweep's
+    pruner uses it); the run is still finished and recorded, with `train.pruned` set.
+    """
     quiet_transformers()
     if cfg.bf16 is None:
         cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
@@ -216,6 +229,16 @@ def train(
     if run_dir:
         run_dir.claim()
     accelerator.wait_for_everyone()
+    setup.on_epoch = on_epoch
+    setup.tracker = (
+        make_tracker(
+            cfg.track, cfg.tracking_uri, out, setup.ds.name, cfg.name or f"{cfg.method}-seed{cfg.seed}"
+        )
+        if main
+        else NullTracker()
+    )
+    if main and not resume:
+        setup.tracker.params(cfg.to_dict())
     try:
         if main and not resume:
             write_text_atomic(out / CONFIG, cfg.to_yaml())
@@ -384,14 +407,17 @@ def _fit(
         }
         rows.append(row)
         table.row(row)
+        setup.tracker.epoch(row)
         if main:
             write_jsonl_atomic(out / METRICS, rows)
+        if setup.on_epoch is not None and setup.on_epoch(row):
+            loop.update(done=True, pruned=True)
         if val["accuracy"] > loop["best_acc"]:
             loop.update(best_acc=val["accuracy"], best_epoch=epoch, bad_epochs=0)
             best_state = trainable_state(accelerator.unwrap_model(model)) if epoch < cfg.epochs else None
         else:
             loop["bad_epochs"] += 1
-            loop["done"] = bool(cfg.patience and loop["bad_epochs"] >= cfg.patience)
+            loop["done"] = loop.get("done") or bool(cfg.patience and loop["bad_epochs"] >= cfg.patience)
         loop.update(
             epoch=epoch + 1,
             step=0,
@@ -457,6 +483,7 @@ def _finish(
             "best_epoch": loop["best_epoch"],
             "best_val_accuracy": loop["best_acc"],
             "stopped_early": len(rows) < cfg.epochs,
+            "pruned": bool(loop.get("pruned")),
             "trainable_params": setup.trainable,
             "total_params": setup.total,
             "trainable_percent": 100.0 * setup.trainable / setup.total,
@@ -483,6 +510,7 @@ def _finish(
         title = f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}"
         training_curves(rows, out / "plots" / "training.png", title)
         write_json_atomic(out / RESULT, result)  # last: its presence marks the run complete
+        setup.tracker.finish(result, out)
         ckpt.remove(out)
     accelerator.wait_for_everyone()
     return result
