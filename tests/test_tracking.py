@@ -15,8 +15,23 @@ def test_mlflow_logs_the_same_numbers_as_metrics_jsonl(tmp_path: Path, train_arg
     mlflow = pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "run"
-    assert main(["train", "--method", "lora", "--out", str(out), *train_args, "--track", "mlflow",
-                 "--tracking-uri", uri]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "lora",
+                "--out",
+                str(out),
+                *train_args,
+                "--track",
+                "mlflow",
+                "--tracking-uri",
+                uri,
+            ]
+        )
+        == 0
+    )
     client = mlflow.tracking.MlflowClient(uri)
     exp = client.get_experiment_by_name("toy-data0") or client.search_experiments()[-1]
     (run,) = client.search_runs([exp.experiment_id])
@@ -27,7 +42,8 @@ def test_mlflow_logs_the_same_numbers_as_metrics_jsonl(tmp_path: Path, train_arg
         assert [m.value for m in history] == pytest.approx([r[key] for r in rows], rel=1e-12)
     assert run.data.params["method"] == "lora" and run.data.params["epochs"] == "2"
     assert run.data.metrics["test_accuracy"] == pytest.approx(
-        __import__("json").loads((out / "result.json").read_text())["test"]["accuracy"])
+        __import__("json").loads((out / "result.json").read_text())["test"]["accuracy"]
+    )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"result.json", "plots"} <= artifacts
 

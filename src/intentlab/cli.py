@@ -197,6 +197,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from intentlab.sweep import run_sweep
+
+    if args.method not in ("full", "lora", "dora", "ia3", "head"):
+        raise UserError(f"sweep supports full, lora, dora, ia3 and head, not {args.method!r}.")
+    flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", "name")}
+    r = run_sweep(
+        args.method,
+        args.trials,
+        args.out,
+        flags,
+        storage=args.storage,
+        study_name=args.study,
+        space_file=args.space,
+        pruner=args.pruner,
+    )
+    print(
+        f"study {r['study']}: {r['finished']} trials finished ({r['pruned']} pruned); best validation accuracy "
+        f"{r['best_value']:.4f} (trial {r['best_trial']}): {r['best_params']}"
+    )
+    print(
+        f"best config -> {r['best_config']} (train it: intentlab train --config {r['best_config']} --out RUN)"
+    )
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="intentlab", description="Train, compare and serve intent classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -264,6 +290,25 @@ def build_parser() -> Parser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--data-dir", help="folder with banking77's CSVs, for the verification")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sweep", help="Optuna hyper-parameter search; every trial is a run folder")
+    p.add_argument("--method", required=True, help="method to tune: full, lora, dora, ia3 or head")
+    p.add_argument(
+        "--trials", type=int, required=True, help="finished trials the study should hold (all workers)"
+    )
+    p.add_argument("--out", required=True, help="folder for trials/, study.db (SQLite default) and best.yaml")
+    p.add_argument(
+        "--storage", help="Optuna storage URL, e.g. postgresql://user:pass@host/db [default: sqlite in --out]"
+    )
+    p.add_argument(
+        "--study", help="study name (workers sharing a storage must use the same) [default: METHOD-DATA]"
+    )
+    p.add_argument("--space", help="search-space YAML [default: the method's shipped space]")
+    p.add_argument(
+        "--pruner", choices=("median", "none"), default="median", help="prune trials below the median"
+    )
+    add_config_flags(p, skip=("method", "name"))
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("serve", help="serve runs over HTTP: many adapters on one base model")
     p.add_argument("runs", nargs="+", help="run folders to load at start-up")

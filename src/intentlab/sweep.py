@@ -1,0 +1,153 @@
+"""`intentlab sweep`: Optuna hyper-parameter search; every trial is an ordinary run folder.
+
+    intentlab sweep --method lora --trials 20 --out sweeps/lora
+    intentlab sweep --method lora --trials 40 --out sweeps/lora --storage postgresql://user@db/optuna   # per worker
+
+The search space is YAML (`configs/sweep/<method>.yaml`, or `--space FILE`): for each config field,
+`{type: float|int|categorical, low, high, log, choices}`. Validation accuracy after each epoch is
+reported to Optuna; the median pruner stops hopeless trials (they are still recorded, as pruned runs).
+The study lives in SQLite (`OUT/study.db`) by default; given a PostgreSQL URL, any number of workers on
+any number of machines share it. `--trials` is the study's total: every worker stops once that many
+trials have finished. At the end the best configuration is printed and written as `OUT/best.yaml`,
+which `intentlab train --config` accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from intentlab import config as C
+from intentlab.errors import UserError
+
+KINDS = ("float", "int", "categorical")
+
+
+def load_space(method: str, path: str | None) -> dict[str, dict[str, Any]]:
+    """The search space for `method`, checked: known fields, known kinds, sane bounds."""
+    source = path or str(C.shipped_config_path(f"sweep/{method}"))
+    space = C.read_yaml(source)
+    problems = []
+    for name, spec in space.items():
+        if name not in C.FIELDS or name in ("method", "name", "seed", "data", "data_dir", "model"):
+            problems.append(f"{name!r} is not a searchable config field")
+            continue
+        if not isinstance(spec, dict) or spec.get("type") not in KINDS:
+            problems.append(f"{name}: needs type: one of {', '.join(KINDS)}")
+        elif spec["type"] == "categorical" and not spec.get("choices"):
+            problems.append(f"{name}: categorical needs choices")
+        elif spec["type"] != "categorical" and not (
+            isinstance(spec.get("low"), int | float)
+            and isinstance(spec.get("high"), int | float)
+            and spec["low"] <= spec["high"]
+        ):
+            problems.append(f"{name}: needs numeric low <= high")
+    if problems:
+        raise UserError(f"search space {source}: {'; '.join(problems)}. Fix the space file.")
+    return space
+
+
+def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    params = {}
+    for name, spec in space.items():
+        if spec["type"] == "float":
+            params[name] = trial.suggest_float(name, spec["low"], spec["high"], log=bool(spec.get("log")))
+        elif spec["type"] == "int":
+            params[name] = trial.suggest_int(
+                name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log"))
+            )
+        else:
+            params[name] = trial.suggest_categorical(name, spec["choices"])
+    return params
+
+
+def run_sweep(
+    method: str,
+    trials: int,
+    out: str | Path,
+    flags: dict[str, Any],
+    storage: str | None = None,
+    study_name: str | None = None,
+    space_file: str | None = None,
+    pruner: str = "median",
+) -> dict[str, Any]:
+    """Run trials until the study holds `trials` finished ones; returns the best trial's summary."""
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("intentlab sweep needs optuna. Run: pip install optuna.") from None
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from intentlab.train import train
+
+    if trials < 1:
+        raise UserError(f"--trials must be at least 1, got {trials}.")
+    base = C.resolve(method, None, flags)  # validates method and flags before any trial
+    space = load_space(method, space_file)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    name = study_name or f"{method}-{base.data if base.data == 'banking77' else Path(base.data).name}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    chosen_pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", load_if_exists=True, pruner=chosen_pruner
+        )
+    except Exception as e:
+        raise UserError(
+            f"cannot open the Optuna study at {storage!r} ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
+            "Check --storage (e.g. sqlite:///study.db or postgresql://user:pass@host/db)."
+        ) from None
+
+    def objective(trial: Any) -> float:
+        params = suggest(trial, space)
+        cfg = C.merge(base, params, f"trial {trial.number}")
+        cfg = cfg.replace(name=f"{method}-trial-{trial.number:04d}")
+        C.validate(cfg)
+
+        def report(row: dict[str, Any]) -> bool:
+            trial.report(row["val_accuracy"], int(row["epoch"]))
+            return trial.should_prune()
+
+        run = out / "trials" / f"trial-{trial.number:04d}"
+        result = train(cfg, run, overwrite=run.exists(), on_epoch=report)
+        trial.set_user_attr("run", str(run))
+        trial.set_user_attr("test_accuracy", result["test"]["accuracy"])
+        if result["train"]["pruned"]:
+            raise optuna.TrialPruned()
+        return result["train"]["best_val_accuracy"]
+
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    study.optimize(objective, callbacks=[MaxTrialsCallback(trials, states=done)], catch=())
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state in done]
+    complete = [t for t in finished if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise UserError(
+            f"no trial of study {name!r} completed (all {len(finished)} pruned or failed). Widen the space."
+        )
+    best = study.best_trial
+    best_cfg = C.merge(base, best.params, "best trial").replace(name=None)
+    text = (
+        f"# best of {len(finished)} trials of study {name!r} ({storage.split('://')[0]}): "
+        f"validation accuracy {best.value:.4f}, trial {best.number}\n" + best_cfg.to_yaml()
+    )
+    (out / "best.yaml").write_text(text)
+    return {
+        "study": name,
+        "storage": storage,
+        "best_value": best.value,
+        "best_trial": best.number,
+        "best_params": best.params,
+        "finished": len(finished),
+        "pruned": sum(t.state == TrialState.PRUNED for t in finished),
+        "best_config": str(out / "best.yaml"),
+        "space": yaml.safe_dump(space),
+    }

@@ -1,0 +1,208 @@
+"""Sweeps: Optuna trials as run folders, SQLite by default, and two workers sharing a real PostgreSQL study."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from intentlab.cli import main
+
+optuna = pytest.importorskip("optuna")
+
+SPACE = """
+lr: {type: categorical, choices: [1.0e-9, 0.05, 0.02]}
+epochs: {type: int, low: 3, high: 3}
+batch_size: {type: categorical, choices: [8]}
+"""
+
+
+def test_sqlite_sweep_writes_runs_and_a_best_config(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "sweep"
+    assert (
+        main(
+            [
+                "sweep",
+                "--method",
+                "head",
+                "--trials",
+                "3",
+                "--out",
+                str(out),
+                "--space",
+                str(space),
+                *train_args,
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "best validation accuracy" in printed
+    study = optuna.load_study(study_name="head-toy-data0", storage=f"sqlite:///{out / 'study.db'}")
+    trials = study.get_trials()
+    assert len(trials) == 3 and {t.number for t in trials} == {0, 1, 2}
+    for t in trials:
+        result = json.loads((Path(t.user_attrs["run"]) / "result.json").read_text())
+        assert result["run"]["config"]["lr"] == t.params["lr"]
+        assert result["train"]["pruned"] == (t.state == optuna.trial.TrialState.PRUNED)
+    # the best config trains as is
+    assert (
+        main(["train", "--config", str(out / "best.yaml"), "--out", str(tmp_path / "best"), "--epochs", "1"])
+        == 0
+    )
+    # and the sweep reads as a report
+    assert main(["report", str(out / "trials"), "--out", str(tmp_path / "report")]) == 0
+
+
+def test_bad_space_and_storage(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("learning_rate: {type: float, low: 1, high: 2}\nlr: {type: float, low: 2, high: 1}\n")
+    assert (
+        main(
+            [
+                "sweep",
+                "--method",
+                "lora",
+                "--trials",
+                "1",
+                "--out",
+                str(tmp_path / "s"),
+                "--space",
+                str(space),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "'learning_rate' is not a searchable" in err and "low <= high" in err
+    assert (
+        main(
+            [
+                "sweep",
+                "--method",
+                "lora",
+                "--trials",
+                "1",
+                "--out",
+                str(tmp_path / "s"),
+                "--storage",
+                "postgresql://nobody@127.0.0.1:1/none",
+                *train_args,
+            ]
+        )
+        == 2
+    )
+    assert "cannot open the Optuna study" in capsys.readouterr().err
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> str:
+    """A throwaway PostgreSQL server (Debian's postgresql) on a free loopback port."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("needs Debian's postgresql (apt-get install postgresql)")
+    pytest.importorskip("psycopg")
+    root = Path(tempfile.mkdtemp(prefix="intentlab-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_postgresql_study(
+    tmp_path: Path, train_args: list[str], postgres_url: str
+) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "sweep"
+    cmd = [
+        sys.executable,
+        "-m",
+        "intentlab",
+        "sweep",
+        "--method",
+        "head",
+        "--trials",
+        "8",
+        "--out",
+        str(out),
+        "--storage",
+        postgres_url,
+        "--study",
+        "shared",
+        "--space",
+        str(space),
+        *train_args,
+    ]
+    workers = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for w, (_, err) in zip(workers, outputs, strict=True):
+        assert w.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    trials = study.get_trials()
+    states = {t.state for t in trials}
+    assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}  # none lost mid-run
+    numbers = sorted(t.number for t in trials)
+    assert numbers == list(range(len(trials)))  # each trial recorded once
+    assert (
+        8 <= len(trials) <= 9
+    )  # both workers stop at the total; one may start a last trial at the same time
+    runs = sorted(p.name for p in (out / "trials").iterdir())
+    assert runs == [f"trial-{n:04d}" for n in numbers]  # one run folder per trial, no duplicates
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    for t in trials:
+        result = json.loads((out / "trials" / f"trial-{t.number:04d}" / "result.json").read_text())
+        assert result["train"]["pruned"] == (t in pruned)
+    print(f"{len(trials)} trials, {len(pruned)} pruned")
