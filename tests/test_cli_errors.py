@@ -145,3 +145,52 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "missing.csv" in proc.stderr
+
+
+def test_huge_text_and_duplicates_are_accepted_with_warnings(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = make_rows(10, seed=1)
+    rows += [{"text": "card " * 200_000, "label": "lost_card"}] * 2  # 1 MB texts (one may go to validation)
+    rows += rows[:3]  # duplicate rows
+    write_csv(tmp_path / "train.csv", rows)
+    write_csv(tmp_path / "test.csv", make_rows(2, seed=2) + rows[:1])
+    out = tmp_path / "run"
+    code, err = run_cli(
+        [
+            "train",
+            "--method",
+            "head",
+            "--out",
+            str(out),
+            *train_args,
+            "--data",
+            str(tmp_path),
+            "--epochs",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "duplicate text" in err and "also appear in train" in err
+    import json
+
+    result = json.loads((out / "result.json").read_text())
+    assert (
+        max(int(k) for k in result["run"]["dataset"]["train_token_lengths"]) == 128
+    )  # truncated to max_length
+    assert result["run"]["dataset"]["source"]["warnings"]
+
+
+def test_corrupted_weights_fail_cleanly(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--method", "lora", "--out", str(out), *train_args, "--epochs", "1"]) == 0
+    (out / "model" / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00garbage")
+    for cmd in (["evaluate", str(out)], ["predict", str(out), "hello"]):
+        code, err = run_cli(cmd, capsys)
+        assert_clean_error(code, err, "corrupt")
+    (out / "model" / "intentlab.json").write_text("{not json")
+    code, err = run_cli(["predict", str(out), "hello"], capsys)
+    assert_clean_error(code, err, "corrupt")

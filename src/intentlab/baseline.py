@@ -88,6 +88,7 @@ def train_baseline(cfg: Config, out: str | Path, overwrite: bool = False) -> dic
         "elapsed_seconds": fit_seconds,
     }
     out = run_dir.claim()
+    D.print_warnings(ds)
     try:
         write_text_atomic(out / CONFIG, cfg.to_yaml())
         write_jsonl_atomic(out / METRICS, [row])

@@ -138,7 +138,11 @@ def coerce(name: str, value: Any) -> Any:
             return False
         raise ValueError(f"expected true/false, got {value!r}")
     if kind is list:
+        if not isinstance(value, str | list | tuple):
+            raise ValueError(f"expected a list or comma-separated text, got {value!r}")
         items = value.split(",") if isinstance(value, str) else list(value)
+        if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in items):
+            raise ValueError(f"expected a list of names, got {value!r}")
         return [str(v).strip() for v in items if str(v).strip()]
     if kind is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -154,6 +158,8 @@ def coerce(name: str, value: Any) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ValueError(f"expected a number, got {value!r}") from None
+    if isinstance(value, list | dict | bool):
+        raise ValueError(f"expected text, got {value!r}")
     return str(value)
 
 

@@ -158,6 +158,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         return rows
     if suffix not in (".csv", ".tsv"):
         raise UserError(f"{path}: unsupported file type {suffix!r}. Use .csv, .tsv, .jsonl or .json.")
+    csv.field_size_limit(1 << 30)  # long texts are truncated by the tokenizer, not refused here
     try:
         reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",", strict=True)
         rows = []
@@ -309,8 +310,36 @@ def load_dataset(
         "label_column": label_column,
         "carved": sorted({"validation", "test"} - set(files)),
         "split_seed": seed,
+        "warnings": data_warnings(train, splits["validation"], splits["test"]),
     }
     return Dataset(name, train, splits["validation"], splits["test"], labels, source)
+
+
+def print_warnings(ds: Dataset) -> None:
+    for w in ds.source.get("warnings", []):
+        print(f"intentlab: warning: {w}", file=sys.stderr)
+
+
+def data_warnings(train: Split, validation: Split, test: Split) -> list[str]:
+    """Problems worth knowing that do not stop a run: duplicates, and test texts seen in training."""
+    out = []
+    dup = len(train.texts) - len(set(train.texts))
+    if dup:
+        out.append(f"train has {dup} duplicate text(s); kept (they weigh more in training)")
+    conflicting = {}
+    for t, y in zip(train.texts, train.labels, strict=True):
+        conflicting.setdefault(t, set()).add(y)
+    clash = sum(len(v) > 1 for v in conflicting.values())
+    if clash:
+        out.append(
+            f"train has {clash} text(s) with more than one label; kept, but no model can get them all right"
+        )
+    seen = set(train.texts)
+    for name, split in (("validation", validation), ("test", test)):
+        leak = sum(t in seen for t in split.texts)
+        if leak:
+            out.append(f"{leak} {name} text(s) also appear in train: {name} scores are optimistic")
+    return out
 
 
 def describe(ds: Dataset) -> dict[str, Any]:

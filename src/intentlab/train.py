@@ -228,6 +228,7 @@ def train(
     run_dir = run_dir if main else None  # only the main process writes the run folder
     if run_dir:
         run_dir.claim()
+        D.print_warnings(setup.ds)
     accelerator.wait_for_everyone()
     setup.on_epoch = on_epoch
     setup.tracker = (
