@@ -106,3 +106,19 @@ def test_yaml_roundtrip() -> None:
     cfg = C.resolve("dora", None, {"seed": "5"})
     again = C.merge(C.Config(), C.yaml.safe_load(cfg.to_yaml()), "roundtrip")
     assert again == cfg
+
+
+@pytest.mark.parametrize("plan", sorted((Path(__file__).parents[1] / "configs" / "compare").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_compare_plan_resolves(plan: Path) -> None:
+    from intentlab.compare import plan_cells
+
+    cells = plan_cells(None, None, {}, str(plan))
+    assert cells and all(c.cfg.method in C.METHODS for c in cells)
+    assert len({(c.name, c.seed) for c in cells}) == len(cells)
+
+
+@pytest.mark.parametrize("space", sorted((Path(__file__).parents[1] / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_sweep_space_loads(space: Path) -> None:
+    from intentlab.sweep import load_space
+
+    assert load_space(space.stem, str(space))
