@@ -99,16 +99,13 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(folder)
 
 
-@pytest.fixture
-def train_args(tiny_model: str, toy_data: str) -> list[str]:
-    """CLI options for a seconds-long training run on the tiny model and toy data."""
-    return [
+def tiny_args(model: str, data: str | None = None, epochs: int = 2) -> list[str]:
+    """CLI options for a seconds-long run on the tiny model (and, given, a dataset)."""
+    args = [
         "--model",
-        tiny_model,
-        "--data",
-        toy_data,
+        model,
         "--epochs",
-        "2",
+        str(epochs),
         "--batch-size",
         "8",
         "--no-bf16",
@@ -116,4 +113,13 @@ def train_args(tiny_model: str, toy_data: str) -> list[str]:
         "1",
         "--lr",
         "5e-3",
+    ]
+    return [*args, "--data", data] if data else args
+
+
+@pytest.fixture
+def train_args(tiny_model: str, toy_data: str) -> list[str]:
+    """CLI options for a seconds-long training run on the tiny model and toy data."""
+    return [
+        *tiny_args(tiny_model, toy_data, 2),
     ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_args
 from intentlab.cli import main
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -38,19 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: 
                 "full",
                 "--out",
                 str(run),
-                "--model",
-                tiny_model,
-                "--data",
-                toy_data,
-                "--epochs",
-                "3",
-                "--batch-size",
-                "8",
-                "--no-bf16",
-                "--threads",
-                "1",
-                "--lr",
-                "5e-3",
+                *tiny_args(tiny_model, toy_data, 3),
             ]
         )
         == 0

@@ -108,7 +108,9 @@ def test_yaml_roundtrip() -> None:
     assert again == cfg
 
 
-@pytest.mark.parametrize("plan", sorted((Path(__file__).parents[1] / "configs" / "compare").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "plan", sorted((Path(__file__).parents[1] / "configs" / "compare").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_every_shipped_compare_plan_resolves(plan: Path) -> None:
     from intentlab.compare import plan_cells
 
@@ -117,7 +119,9 @@ def test_every_shipped_compare_plan_resolves(plan: Path) -> None:
     assert len({(c.name, c.seed) for c in cells}) == len(cells)
 
 
-@pytest.mark.parametrize("space", sorted((Path(__file__).parents[1] / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "space", sorted((Path(__file__).parents[1] / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_every_shipped_sweep_space_loads(space: Path) -> None:
     from intentlab.sweep import load_space
 

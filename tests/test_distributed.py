@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_args
 from intentlab.cli import main
 
 # dropout off: then 2 processes x 4 examples compute exactly the gradients of 1 process x 8
@@ -23,19 +24,7 @@ def test_two_cpu_processes_match_one(tmp_path: Path, tiny_model: str, toy_data: 
         "train",
         "--method",
         method,
-        "--model",
-        tiny_model,
-        "--data",
-        toy_data,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--no-bf16",
-        "--threads",
-        "1",
-        "--lr",
-        "5e-3",
+        *tiny_args(tiny_model, toy_data, 2),
         *DETERMINISTIC,
     ]
     single, double = tmp_path / "single", tmp_path / "double"

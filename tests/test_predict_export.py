@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import tiny_args
 from intentlab.cli import main
 
 
@@ -16,19 +17,7 @@ from intentlab.cli import main
 def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     args = [
-        "--model",
-        tiny_model,
-        "--data",
-        toy_data,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--no-bf16",
-        "--threads",
-        "1",
-        "--lr",
-        "5e-3",
+        *tiny_args(tiny_model, toy_data, 2),
     ]
     out = {}
     for method in ("lora", "dora", "full"):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_args
 from intentlab.cli import main
 from intentlab.runs import read_jsonl
 
@@ -55,19 +56,7 @@ def reference(
     args = [
         "--method",
         "lora",
-        "--model",
-        tiny_model,
-        "--data",
-        toy_data,
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        "--no-bf16",
-        "--threads",
-        "1",
-        "--lr",
-        "5e-3",
+        *tiny_args(tiny_model, toy_data, 3),
         "--checkpoint-steps",
         "4",
     ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_csv
+from conftest import tiny_args, write_csv
 from intentlab.cli import main
 
 pytest.importorskip("fastapi")
@@ -33,17 +33,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: st
     write_csv(other / "train.csv", make_rows(12, seed=5, intents=OTHER_INTENTS))
     write_csv(other / "test.csv", make_rows(4, seed=6, intents=OTHER_INTENTS))
     common = [
-        "--model",
-        tiny_model,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--no-bf16",
-        "--threads",
-        "1",
-        "--lr",
-        "5e-3",
+        *tiny_args(tiny_model, epochs=2),
     ]
     plan = {
         "bank": ("lora", toy_data),

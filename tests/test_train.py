@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import tiny_args
 from intentlab.cli import main
 from intentlab.runs import EPOCH_KEYS, read_jsonl
 
@@ -37,19 +38,7 @@ def train_run(
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> Path:
     args = [
-        "--model",
-        tiny_model,
-        "--data",
-        toy_data,
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        "--no-bf16",
-        "--threads",
-        "1",
-        "--lr",
-        "5e-3",
+        *tiny_args(tiny_model, toy_data, 3),
     ]
     return train_run(tmp_path_factory.mktemp("runs"), args, "lora")
 

@@ -12,18 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from intentlab.errors import UserError
+from intentlab.runs import EPOCH_KEYS
 
 TRACKERS = ("mlflow", "tensorboard")
-EPOCH_METRICS = (
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "val_f1_macro",
-    "val_f1_weighted",
-    "epoch_seconds",
-    "train_examples_per_second",
-    "lr",
-)
+EPOCH_METRICS = tuple(k for k in EPOCH_KEYS if k != "epoch")
 
 
 class NullTracker:

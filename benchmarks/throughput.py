@@ -1,0 +1,77 @@
+"""Training throughput: intentlab's loop against the Hugging Face Trainer + PEFT setup a user would write.
+
+    python benchmarks/throughput.py [--examples 1024] [--reps 3] [--methods full,lora]
+
+Same model (packaged all-MiniLM-L6-v2), same method and hyper-parameters (intentlab's shipped configs),
+same batch size (32), same data (a shuffled Banking77 subset), one epoch, no evaluation. The two sides
+run alternately `--reps` times; the medians of training examples per second are compared and the ratio
+intentlab / Trainer is printed. The reference is described in benchmarks/hf_reference.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import hf_reference as hf
+from common import machine, median, subset, table
+
+
+def main() -> None:
+    from transformers import AutoTokenizer
+
+    from intentlab.config import resolve
+    from intentlab.methods import resolve_model_path
+    from intentlab.train import quiet_transformers, train
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=1024)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--methods", default="full,lora")
+    args = ap.parse_args()
+    quiet_transformers()
+    print(f"machine: {machine()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        data = subset(args.examples, Path(d) / "data")
+        for method in args.methods.split(","):
+            cfg = resolve(method, None, {"data": str(data), "epochs": 1})
+            tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
+            labels = hf.labels_of(data / "train.csv")
+            train_rows = hf.load_split(data / "train.csv", tok, {lab: i for i, lab in enumerate(labels)})
+            ours, theirs = [], []
+            for rep in range(args.reps):
+                res = train(cfg.replace(seed=rep), Path(d) / f"{method}-{rep}", progress=False)
+                ours.append(res["train"]["epochs"][0]["train_examples_per_second"])
+                t = hf.trainer(
+                    method,
+                    train_rows,
+                    None,
+                    len(labels),
+                    cfg.replace(seed=rep),
+                    Path(d) / f"hf-{method}-{rep}",
+                    1,
+                )
+                _, metrics = hf.timed_train(t)
+                theirs.append(metrics["train_samples_per_second"])
+                print(
+                    f"{method} rep {rep}: intentlab {ours[-1]:.1f} ex/s, Trainer {theirs[-1]:.1f} ex/s",
+                    flush=True,
+                )
+            rows.append(
+                [
+                    method,
+                    f"{median(ours):.1f}",
+                    f"{median(theirs):.1f}",
+                    f"**{median(ours) / median(theirs):.2f}×**",
+                ]
+            )
+    print(
+        f"\ntraining examples/s, median of {args.reps}, {args.examples} Banking77 examples, batch 32, one epoch"
+    )
+    print(table(["method", "intentlab", "Trainer + PEFT defaults", "ratio intentlab / Trainer"], rows))
+
+
+if __name__ == "__main__":
+    main()

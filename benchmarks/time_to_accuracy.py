@@ -1,0 +1,120 @@
+"""Time to accuracy: wall time until validation accuracy first passes the TF-IDF baseline's, for intentlab
+and for the Hugging Face Trainer (+ PEFT) setup — so speed is never bought with accuracy.
+
+    python benchmarks/time_to_accuracy.py [--methods lora,full] [--max-epochs 5]
+
+Both sides train on the same Banking77 split (validation carved with intentlab's seeded split), with
+intentlab's shipped hyper-parameters, evaluating after every epoch; each stops at the first epoch whose
+validation accuracy is at least the baseline's (TF-IDF + linear SVM, fitted in the same run). Wall time
+counts training and the per-epoch evaluations, not model loading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import hf_reference as hf
+from common import banking77_dir, machine, table
+
+
+def encode(tok: Any, split: Any, label2id: dict[str, int]) -> list[dict[str, Any]]:
+    ids = tok(split.texts, truncation=True, max_length=128)["input_ids"]
+    return [
+        {"input_ids": i, "attention_mask": [1] * len(i), "labels": label2id[y]}
+        for i, y in zip(ids, split.labels, strict=True)
+    ]
+
+
+def describe(r: tuple[Any, float, float], max_epochs: int) -> str:
+    if r[0]:
+        return f"epoch {r[0]}, {r[1] / 60:.1f} min (val {r[2]:.4f})"
+    return f"not in {max_epochs} epochs ({r[1] / 60:.1f} min, val {r[2]:.4f})"
+
+
+def stop_at(floor: float, reached: dict[str, Any]) -> Any:
+    """A Trainer callback that records when validation accuracy first reaches `floor`, and stops there."""
+    from transformers import TrainerCallback
+
+    class StopAtFloor(TrainerCallback):
+        def on_train_begin(self, *a: Any, **k: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_evaluate(
+            self, _args: Any, state: Any, control: Any, metrics: dict[str, float], **k: Any
+        ) -> None:
+            now = (round(state.epoch), time.perf_counter() - self.start, metrics["eval_accuracy"])
+            reached["theirs_last"] = now
+            if now[2] >= floor and "theirs" not in reached:
+                reached["theirs"] = now
+                control.should_training_stop = True
+
+    return StopAtFloor()
+
+
+def main() -> None:
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from intentlab.baseline import make_pipeline
+    from intentlab.config import resolve
+    from intentlab.data import load_dataset
+    from intentlab.evaluate import metrics
+    from intentlab.methods import resolve_model_path
+    from intentlab.train import quiet_transformers, train
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--methods", default="lora,full")
+    ap.add_argument("--max-epochs", type=int, default=5)
+    args = ap.parse_args()
+    quiet_transformers()
+    print(f"machine: {machine()}")
+    ds = load_dataset("banking77", str(banking77_dir()))
+    pipe = make_pipeline().fit(ds.train.texts, ds.ids(ds.train))
+    floor = metrics(ds.ids(ds.validation), np.asarray(pipe.decision_function(ds.validation.texts)))[
+        "accuracy"
+    ]
+    print(f"TF-IDF baseline validation accuracy: {floor:.4f} (the target)")
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for method in args.methods.split(","):
+            cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": args.max_epochs})
+            reached: dict[str, Any] = {}
+
+            def stop_at_floor(row: dict[str, Any], reached: dict[str, Any] = reached) -> bool:
+                if row["val_accuracy"] >= floor and "ours" not in reached:
+                    reached["ours"] = (row["epoch"], row["elapsed_seconds"], row["val_accuracy"])
+                return "ours" in reached
+
+            res = train(cfg, Path(d) / method, progress=False, on_epoch=stop_at_floor)
+            ours = reached.get("ours") or (
+                None,
+                res["train"]["train_seconds"],
+                res["train"]["best_val_accuracy"],
+            )
+            print(f"{method}: intentlab: {describe(ours, args.max_epochs)}", flush=True)
+            tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
+            t = hf.trainer(
+                method,
+                encode(tok, ds.train, ds.label2id),
+                encode(tok, ds.validation, ds.label2id),
+                len(ds.labels),
+                cfg,
+                Path(d) / f"hf-{method}",
+                args.max_epochs,
+                callbacks=[stop_at(floor, reached)],
+            )
+            t.train()
+            theirs = reached.get("theirs") or (None, *reached["theirs_last"][1:])
+            print(f"{method}: Trainer: {describe(theirs, args.max_epochs)}", flush=True)
+            ratio = f"**{theirs[1] / ours[1]:.2f}×**" if ours[0] and theirs[0] else "–"
+            rows.append([method, describe(ours, args.max_epochs), describe(theirs, args.max_epochs), ratio])
+    print(f"\ntime until validation accuracy >= the TF-IDF baseline's {floor:.4f}")
+    print(table(["method", "intentlab", "Trainer + PEFT defaults", "Trainer time / intentlab time"], rows))
+
+
+if __name__ == "__main__":
+    main()
