@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import tiny_args
 from intentlab.cli import main
+from live_server import live_server
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> str:
-    import uvicorn
-
     from intentlab.serve import create_app
 
     run = tmp_path_factory.mktemp("browser") / "bank"
@@ -44,19 +34,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: 
         )
         == 0
     )
-    port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(create_app([str(run)]), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(5)
+    with live_server(create_app([str(run)])) as (url, _):
+        yield url
 
 
 def test_type_a_query_and_see_the_intent(server: str, tmp_path: Path) -> None:

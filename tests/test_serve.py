@@ -197,3 +197,28 @@ def test_concurrent_requests_are_batched(client: TestClient) -> None:
         )
     assert codes == [200] * 32
     assert client.app.state.batcher.batches - before < 32  # some requests shared a forward pass
+
+
+def test_slow_client_gets_408_while_others_are_served(runs: dict[str, Path]) -> None:
+    """A client that stalls mid-body is cut off with 408; a normal client is served in the meantime."""
+    import socket
+    import time
+
+    import httpx
+
+    from live_server import live_server
+
+    app = create_app([str(runs["full"])], limits=Limits(body_timeout_s=1.0))
+    with live_server(app) as (url, port):
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"texts": ['
+        )  # then nothing
+        t0 = time.perf_counter()
+        ok = httpx.post(f"{url}/v1/predict", json={"texts": ["where is my card"]}, timeout=10)
+        assert ok.status_code == 200 and time.perf_counter() - t0 < 1.0
+        slow.settimeout(5)
+        reply = slow.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408") and "not received within 1 s" in reply
+        slow.close()

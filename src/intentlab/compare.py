@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from intentlab import config as C
+from intentlab.checkpoint import CHECKPOINT
 from intentlab.errors import UserError
 from intentlab.runs import is_complete
 
@@ -84,32 +85,50 @@ def plan_cells(
     return cells
 
 
+def _eta(left: list[Cell], seconds: dict[str, list[float]]) -> str:
+    """A rough time left: each cell costs what its method's finished cells cost (else the neural average)."""
+    neural = [t for m, ts in seconds.items() if m != "baseline" for t in ts]
+    if not left or not neural:
+        return ""
+    avg = sum(neural) / len(neural)
+    total = sum(
+        sum(seconds[c.cfg.method]) / len(seconds[c.cfg.method]) if c.cfg.method in seconds else avg
+        for c in left
+    )
+    return f" (~{total / 60:.0f} min)"
+
+
 def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list[Path]:
     """Train every unfinished cell in order, printing progress across the whole matrix."""
     from intentlab.baseline import train_baseline
     from intentlab.train import train
 
     out = Path(out)
-    todo = [c for c in cells if not is_complete(c.path(out))]
-    print(f"compare: {len(cells)} cells ({len(cells) - len(todo)} already complete) -> {out}", flush=True)
-    started = time.perf_counter()
-    done = 0
+    finished = sum(is_complete(c.path(out)) for c in cells)
+    print(f"compare: {len(cells)} cells ({finished} already complete) -> {out}", flush=True)
+    seconds: dict[str, list[float]] = {}  # per method, for the time estimate
     for i, cell in enumerate(cells, 1):
         path = cell.path(out)
         tag = f"[{i}/{len(cells)}] {cell.name} seed {cell.seed}"
         if is_complete(path):
             print(f"{tag}: complete, skipped", flush=True)
             continue
-        print(f"{tag}: training ...", flush=True)
+        resumable = (path / CHECKPOINT).is_dir() and cell.cfg.method != "baseline"
+        print(f"{tag}: {'resuming' if resumable else 'training'} ...", flush=True)
         t0 = time.perf_counter()
-        fn = train_baseline if cell.cfg.method == "baseline" else train
-        result = fn(cell.cfg, path, overwrite=path.exists())  # an interrupted cell is redone
-        done += 1
-        left = len(todo) - done
-        eta = (time.perf_counter() - started) / done * left
+        if cell.cfg.method == "baseline":
+            result = train_baseline(cell.cfg, path, overwrite=path.exists())
+        elif resumable:
+            result = train(cell.cfg, path, resume=True)
+        else:
+            result = train(
+                cell.cfg, path, overwrite=path.exists()
+            )  # a cell killed before its first checkpoint
+        seconds.setdefault(cell.cfg.method, []).append(time.perf_counter() - t0)
+        left = [c for c in cells[i:] if not is_complete(c.path(out))]
         print(
             f"{tag}: test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['f1_macro']:.4f} "
-            f"in {time.perf_counter() - t0:.0f} s; {left} cells left (~{eta / 60:.0f} min)",
+            f"in {seconds[cell.cfg.method][-1]:.0f} s; {len(left)} cells left{_eta(left, seconds)}",
             flush=True,
         )
     if report:

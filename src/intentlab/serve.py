@@ -12,6 +12,7 @@ limited (texts per request, characters per text, body bytes); breaches get a 4xx
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import time
@@ -48,6 +49,7 @@ class Limits:
     max_top_k: int = 20
     batch_wait_ms: float = 5.0
     max_batch_texts: int = 256
+    body_timeout_s: float = 10.0
 
 
 class Batcher:
@@ -118,43 +120,44 @@ class Batcher:
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for bodies over `max_bytes`, whether declared (Content-Length) or streamed."""
+    """ASGI middleware: reads a request body whole before the app sees it, with two limits.
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    413 when the body is over `max_bytes` (declared by Content-Length or streamed); 408 when the client
+    stalls for more than `timeout_s` between chunks (a slow or stuck client holds no handler meanwhile:
+    other requests keep being served).
+    """
+
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
-    async def _reject(self, send: Any) -> None:
-        body = f'{{"detail": "request body over {self.max_bytes} bytes"}}'.encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+    @staticmethod
+    async def _reply(send: Any, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
-                return await self._reject(send)
-            return await self.app(scope, receive, send)
-        chunks, size = [], 0  # no declared length: buffer up to the limit, then replay
+        too_big = f"request body over {self.max_bytes} bytes"
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._reply(send, 413, too_big)
+        chunks, size = [], 0
         while True:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return await self.app(scope, receive, send)
+            try:
+                msg = await asyncio.wait_for(receive(), self.timeout_s)
+            except asyncio.TimeoutError:
+                return await self._reply(send, 408, f"request body not received within {self.timeout_s:g} s")
+            if msg["type"] != "http.request":  # client went away
+                return None
             chunks.append(msg.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                return await self._reject(send)
+                return await self._reply(send, 413, too_big)
             if not msg.get("more_body"):
                 break
         replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
@@ -204,7 +207,7 @@ def create_app(
     )
     app.state.registry = registry
     app.state.batcher = batcher
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
 
     def admin(request: Request) -> None:
         if not token:
