@@ -31,7 +31,7 @@ from common import banking77_dir, machine, table
 LOAD_N = """
 import json, resource, sys
 from intentlab.registry import Registry
-from intentlab.train import quiet_transformers
+from intentlab.methods import quiet_transformers
 quiet_transformers()
 reg = Registry()
 for i, run in enumerate(sys.argv[1:]):

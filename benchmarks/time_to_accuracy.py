@@ -63,8 +63,8 @@ def main() -> None:
     from intentlab.config import resolve
     from intentlab.data import load_dataset
     from intentlab.evaluate import metrics
-    from intentlab.methods import resolve_model_path
-    from intentlab.train import quiet_transformers, train
+    from intentlab.methods import quiet_transformers, resolve_model_path
+    from intentlab.train import train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="lora,full")

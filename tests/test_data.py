@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_rows, write_csv
+from intentlab import batching as B
 from intentlab import data as D
 from intentlab.errors import UserError
 
@@ -147,7 +148,7 @@ def test_bucket_sampler_covers_every_index_once_with_similar_lengths() -> None:
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 60, size=1000).tolist()
-    s = D.BucketBatchSampler(lengths, batch_size=16, bucket_batches=8, seed=1)
+    s = B.BucketBatchSampler(lengths, batch_size=16, bucket_batches=8, seed=1)
     batches = list(s)
     assert len(batches) == len(s) == 63
     flat = sorted(i for b in batches for i in b)
@@ -160,7 +161,7 @@ def test_bucket_sampler_covers_every_index_once_with_similar_lengths() -> None:
 
 
 def test_collator_pads_to_longest_in_batch() -> None:
-    c = D.Collator([[1, 2, 3], [4], [5, 6]], [0, 1, 2], pad_id=0)
+    c = B.Collator([[1, 2, 3], [4], [5, 6]], [0, 1, 2], pad_id=0)
     b = c([0, 1])
     assert b["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]

@@ -9,7 +9,6 @@ it beside them. A fine-tuned model that does not beat it is not worth its comput
 from __future__ import annotations
 
 import pickle
-import resource
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.evaluate import metrics
+from intentlab.measure import peak_memory_mb, split_fingerprint
 from intentlab.runs import (
     CONFIG,
     METRICS,
@@ -53,8 +53,6 @@ def _scores(pipe: Any, texts: list[str]) -> np.ndarray:
 
 def train_baseline(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Fit the baseline on train, report validation and test metrics, write a run folder."""
-    from intentlab.train import split_fingerprint
-
     run_dir = RunDir(out, overwrite)
     ds = D.load_dataset(
         cfg.data,
@@ -125,7 +123,7 @@ def train_baseline(cfg: Config, out: str | Path, overwrite: bool = False) -> dic
                 "train_seconds": fit_seconds,
                 "mean_epoch_seconds": fit_seconds,
                 "train_examples_per_second": row["train_examples_per_second"],
-                "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_memory_mb": peak_memory_mb()[0],
                 "memory_kind": "process_peak_rss",
                 "checkpoint_bytes": len(blob),
             },

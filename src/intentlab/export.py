@@ -134,7 +134,7 @@ def _hf_logits(folder: Path, tokenizer: Any, texts: list[str], max_length: int) 
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from intentlab.data import Collator, sorted_batches, tokenize
+    from intentlab.batching import Collator, sorted_batches, tokenize
 
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
     ids = tokenize(tokenizer, texts, max_length)
@@ -154,7 +154,7 @@ def _export_onnx(folder: Path, tokenizer: Any, texts: list[str], max_length: int
         from transformers import AutoModelForSequenceClassification
     except ImportError:
         raise UserError("--onnx needs onnx and onnxruntime. Run: pip install 'intentlab[onnx]'.") from None
-    from intentlab.data import Collator, sorted_batches, tokenize
+    from intentlab.batching import Collator, sorted_batches, tokenize
 
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
 

@@ -27,6 +27,14 @@ from intentlab.errors import UserError
 ADAPTER_METHODS = ("lora", "dora", "ia3")
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' weight-loading bars and notices; intentlab prints its own progress."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def resolve_model_path(name: str) -> str:
     """A local path for `name` when one exists (a folder, or the packaged MiniLM), else the hub id."""
     if Path(name).expanduser().exists():

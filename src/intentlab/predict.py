@@ -32,8 +32,8 @@ class Predictor:
     @classmethod
     def from_run(cls, run: str | Path, bf16: bool | None = None, batch_size: int = 256) -> Predictor:
         """Load a run folder. bf16 defaults to what the run was trained with."""
+        from intentlab.methods import quiet_transformers
         from intentlab.model_io import load_model
-        from intentlab.train import quiet_transformers
 
         quiet_transformers()
         run = Path(run)
@@ -44,7 +44,7 @@ class Predictor:
         return cls(load_model(run), bool(bf16), batch_size)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        from intentlab.data import tokenize
+        from intentlab.batching import tokenize
         from intentlab.evaluate import predict_logits
 
         ids = tokenize(self.tokenizer, texts, self.max_length)

@@ -164,7 +164,7 @@ class Registry:
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
     def logits(self, name: str, texts: list[str]) -> np.ndarray:
-        from intentlab.data import Collator, sorted_batches, tokenize
+        from intentlab.batching import Collator, sorted_batches, tokenize
 
         entry = self.entries[name]
         ids = tokenize(entry.tokenizer, texts, int(entry.info.get("max_length", self.max_length)))

@@ -177,7 +177,7 @@ def create_app(
     bf16: bool = False,
 ) -> Any:
     """The FastAPI app serving `runs` (named after their folders unless `names` is given)."""
-    from intentlab.train import quiet_transformers
+    from intentlab.methods import quiet_transformers
 
     quiet_transformers()
     limits = limits or Limits()

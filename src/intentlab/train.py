@@ -10,12 +10,8 @@ Devices and processes come from Hugging Face Accelerate, so `accelerate launch` 
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import resource
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,18 +22,21 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from intentlab import batching as B
 from intentlab import checkpoint as ckpt
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.evaluate import metrics, predict_logits
 from intentlab.hardware import default_device_type, fast_bf16
+from intentlab.measure import length_histogram, peak_memory_mb, rss_mb, split_fingerprint
 from intentlab.methods import (
     build_model,
     count_params,
     head_modules,
     load_tokenizer,
     load_trainable_state,
+    quiet_transformers,
     trainable_state,
 )
 from intentlab.model_io import save_model
@@ -56,43 +55,6 @@ from intentlab.runs import (
 from intentlab.tracking import NullTracker, make_tracker
 
 STUDY_HEADER = "Epoch | Training Loss | Validation Loss | Accuracy | F1 | F1 (macro) | s/epoch | ex/s"
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' weight-loading bars and notices; intentlab prints its own progress."""
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
-def split_fingerprint(ds: D.Dataset) -> str:
-    """Hash of labels + validation + test: runs that may be compared share it."""
-    h = hashlib.sha256()
-    for part in (ds.labels, ds.validation.texts, ds.validation.labels, ds.test.texts, ds.test.labels):
-        h.update("\x1f".join(part).encode())
-        h.update(b"\x1e")
-    return h.hexdigest()[:16]
-
-
-def length_histogram(ids: list[list[int]]) -> dict[str, int]:
-    """{tokens: count} over a split, for the report's length histogram."""
-    counts = Counter(len(t) for t in ids)
-    return {str(k): counts[k] for k in sorted(counts)}
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process (Linux), MB."""
-    try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):
-        return float("nan")
-
-
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -158,9 +120,9 @@ class Setup:
         model = build_model(cfg, len(self.ds.labels))
         self.trainable, self.total = count_params(model)
         splits = ("train", "validation", "test")
-        self.tokens = {s: D.tokenize(self.tokenizer, self.ds.split(s).texts, cfg.max_length) for s in splits}
+        self.tokens = {s: B.tokenize(self.tokenizer, self.ds.split(s).texts, cfg.max_length) for s in splits}
         self.y = {s: self.ds.ids(self.ds.split(s)) for s in splits}
-        self.sampler = D.BucketBatchSampler(
+        self.sampler = B.BucketBatchSampler(
             [len(t) for t in self.tokens["train"]],
             cfg.batch_size,
             cfg.bucket_batches,
@@ -169,7 +131,7 @@ class Setup:
         )
         # Every process walks the same global batches and keeps its own share (see Collator), so a run on
         # N processes sees exactly the batches of a 1-process run with the same global batch size.
-        self.collate = D.Collator(
+        self.collate = B.Collator(
             self.tokens["train"],
             self.y["train"],
             self.pad_id,

@@ -1,0 +1,42 @@
+"""Measurements recorded with each run: memory, token lengths, and the fingerprint of a data split."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def split_fingerprint(ds: Any) -> str:
+    """Hash of labels + validation + test: runs that may be compared share it."""
+    h = hashlib.sha256()
+    for part in (ds.labels, ds.validation.texts, ds.validation.labels, ds.test.texts, ds.test.labels):
+        h.update("\x1f".join(part).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:16]
+
+
+def length_histogram(ids: list[list[int]]) -> dict[str, int]:
+    """{tokens: count} over a split, for the report's length histogram."""
+    counts = Counter(len(t) for t in ids)
+    return {str(k): counts[k] for k in sorted(counts)}
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process (Linux), MB."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def peak_memory_mb(device: Any = None) -> tuple[float, str]:
+    """Peak allocated GPU memory on CUDA, else the process's peak resident memory (MB)."""
+    if device is not None and getattr(device, "type", None) == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
