@@ -69,43 +69,15 @@ def test_sqlite_sweep_writes_runs_and_a_best_config(
 def test_bad_space_and_storage(
     tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    def sweep(*extra: str) -> int:
+        return main(["sweep", "--method", "lora", "--trials", "1", "--out", str(tmp_path / "s"), *extra])
+
     space = tmp_path / "space.yaml"
     space.write_text("learning_rate: {type: float, low: 1, high: 2}\nlr: {type: float, low: 2, high: 1}\n")
-    assert (
-        main(
-            [
-                "sweep",
-                "--method",
-                "lora",
-                "--trials",
-                "1",
-                "--out",
-                str(tmp_path / "s"),
-                "--space",
-                str(space),
-            ]
-        )
-        == 2
-    )
+    assert sweep("--space", str(space)) == 2
     err = capsys.readouterr().err
     assert "'learning_rate' is not a searchable" in err and "low <= high" in err
-    assert (
-        main(
-            [
-                "sweep",
-                "--method",
-                "lora",
-                "--trials",
-                "1",
-                "--out",
-                str(tmp_path / "s"),
-                "--storage",
-                "postgresql://nobody@127.0.0.1:1/none",
-                *train_args,
-            ]
-        )
-        == 2
-    )
+    assert sweep("--storage", "postgresql://nobody@127.0.0.1:1/none", *train_args) == 2
     assert "cannot open the Optuna study" in capsys.readouterr().err
 
 

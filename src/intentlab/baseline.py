@@ -54,15 +54,7 @@ def _scores(pipe: Any, texts: list[str]) -> np.ndarray:
 def train_baseline(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Fit the baseline on train, report validation and test metrics, write a run folder."""
     run_dir = RunDir(out, overwrite)
-    ds = D.load_dataset(
-        cfg.data,
-        cfg.data_dir,
-        cfg.text_column,
-        cfg.label_column,
-        cfg.val_fraction,
-        cfg.test_fraction,
-        cfg.split_seed,
-    )
+    ds = D.dataset_for(cfg)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     pipe = make_pipeline(cfg.seed).fit(ds.train.texts, ds.ids(ds.train))

@@ -314,6 +314,19 @@ def load_dataset(
     return Dataset(name, train, splits["validation"], splits["test"], labels, source)
 
 
+def dataset_for(cfg: Any, data_dir: str | None = None) -> Dataset:
+    """The dataset and split a run config names (`data_dir` overrides the recorded folder)."""
+    return load_dataset(
+        cfg.data,
+        data_dir or cfg.data_dir,
+        cfg.text_column,
+        cfg.label_column,
+        cfg.val_fraction,
+        cfg.test_fraction,
+        cfg.split_seed,
+    )
+
+
 def print_warnings(ds: Dataset) -> None:
     for w in ds.source.get("warnings", []):
         print(f"intentlab: warning: {w}", file=sys.stderr)

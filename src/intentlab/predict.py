@@ -72,20 +72,12 @@ def _run_config(run: Path) -> dict[str, Any]:
 def run_dataset(run: Path, data_dir: str | None = None) -> tuple[Any, Any]:
     """The dataset (same split) and config a run was trained with."""
     from intentlab.config import Config, merge
-    from intentlab.data import load_dataset
+    from intentlab.data import dataset_for
     from intentlab.runs import load_result
 
     load_result(run)  # refuses incomplete or foreign runs with a clear message
     cfg = merge(Config(), _run_config(run), f"{run}/config.yaml")
-    ds = load_dataset(
-        cfg.data,
-        data_dir or cfg.data_dir,
-        cfg.text_column,
-        cfg.label_column,
-        cfg.val_fraction,
-        cfg.test_fraction,
-        cfg.split_seed,
-    )
+    ds = dataset_for(cfg, data_dir)
     return ds, cfg
 
 

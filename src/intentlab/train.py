@@ -103,15 +103,7 @@ class Setup:
         self.cfg = cfg
         self.on_epoch: Callable[[dict[str, Any]], bool] | None = None
         self.tracker: NullTracker = NullTracker()
-        self.ds = D.load_dataset(
-            cfg.data,
-            cfg.data_dir,
-            cfg.text_column,
-            cfg.label_column,
-            cfg.val_fraction,
-            cfg.test_fraction,
-            cfg.split_seed,
-        )
+        self.ds = D.dataset_for(cfg)
         self.tokenizer = load_tokenizer(cfg.model)
         self.pad_id = self.tokenizer.pad_token_id or 0
         from accelerate.utils import set_seed
