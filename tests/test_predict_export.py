@@ -100,3 +100,13 @@ def test_unmerged_adapter_export_and_refusals(
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert main(["export", str(runs["lora"]), "--out", str(out)]) == 2  # exists
     assert "already exists" in capsys.readouterr().err
+
+
+def test_onnx_export_matches_the_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from intentlab.export import export_run
+
+    report = export_run(runs["lora"], tmp_path / "onnx", merge=True, onnx=True)
+    assert (tmp_path / "onnx" / "model.onnx").is_file()
+    assert report["argmax_equal"] and report["onnx_max_prob_diff"] is not None
+    assert report["onnx_max_prob_diff"] <= 10 * report["tolerance"]
