@@ -222,3 +222,41 @@ def test_slow_client_gets_408_while_others_are_served(runs: dict[str, Path]) -> 
         reply = slow.recv(4096).decode()
         assert reply.startswith("HTTP/1.1 408") and "not received within 1 s" in reply
         slow.close()
+
+
+def test_bounded_load_no_errors_and_stable_memory(runs: dict[str, Path]) -> None:
+    """8 concurrent clients, 400 requests on loopback against a real server: no errors, memory flat."""
+    import asyncio
+    import resource
+
+    import httpx
+    import numpy as np
+
+    from live_server import live_server
+
+    texts = ["i lost my card", "hello there", "what exchange rate do you use", "top up failed"]
+
+    async def load(url: str, n: int) -> list[float]:
+        lat: list[float] = []
+        todo = iter(range(n))
+
+        async def client(c: httpx.AsyncClient) -> None:
+            for i in todo:
+                t0 = asyncio.get_running_loop().time()
+                r = await c.post(f"{url}/v1/predict", json={"texts": [texts[i % 4]], "adapter": "bank"})
+                assert r.status_code == 200, r.text
+                lat.append(asyncio.get_running_loop().time() - t0)
+
+        async with httpx.AsyncClient(timeout=30) as c:
+            await asyncio.gather(*(client(c) for _ in range(8)))
+        return lat
+
+    app = create_app([str(runs["bank"]), str(runs["chat"])])
+    with live_server(app) as (url, _):
+        asyncio.run(load(url, 100))  # warm-up
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        lat = asyncio.run(load(url, 400))
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert len(lat) == 400
+    assert grown_mb < 50, f"peak memory grew {grown_mb:.0f} MB over 400 requests"
+    print(f"p50 {np.percentile(lat, 50) * 1000:.1f} ms, p99 {np.percentile(lat, 99) * 1000:.1f} ms")
