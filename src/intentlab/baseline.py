@@ -19,7 +19,7 @@ import numpy as np
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.evaluate import metrics
-from intentlab.measure import peak_memory_mb, split_fingerprint
+from intentlab.measure import peak_memory_mb, reset_peak_rss, split_fingerprint
 from intentlab.runs import (
     CONFIG,
     METRICS,
@@ -53,6 +53,7 @@ def _scores(pipe: Any, texts: list[str]) -> np.ndarray:
 
 def train_baseline(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Fit the baseline on train, report validation and test metrics, write a run folder."""
+    reset_peak_rss()
     run_dir = RunDir(out, overwrite)
     ds = D.dataset_for(cfg)
     started = datetime.now(timezone.utc)

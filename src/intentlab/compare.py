@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from intentlab import config as C
-from intentlab.checkpoint import CHECKPOINT
+from intentlab.checkpoint import CHECKPOINT, Interrupted
 from intentlab.errors import UserError
 from intentlab.runs import is_complete
 
@@ -98,11 +98,43 @@ def _eta(left: list[Cell], seconds: dict[str, list[float]]) -> str:
     return f" (~{total / 60:.0f} min)"
 
 
+def _run_cell(cell: Cell, path: Path) -> dict[str, Any]:
+    """Train one cell in its own process: its memory peak and wall time are its own, and a crash in one
+    cell cannot take the matrix down. An interrupted cell with a checkpoint is resumed."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    if (path / CHECKPOINT).is_dir() and cell.cfg.method != "baseline":
+        args = ["train", "--resume", str(path)]
+    else:
+        fd, cfg_file = tempfile.mkstemp(suffix=".yaml", prefix="intentlab-cell-")
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(cell.cfg.to_yaml())
+        args = [
+            "train",
+            "--config",
+            cfg_file,
+            "--out",
+            str(path),
+            *(["--overwrite"] if path.exists() else []),
+        ]
+    code = subprocess.run([sys.executable, "-m", "intentlab", *args]).returncode
+    if code == 130:
+        raise Interrupted(
+            f"compare stopped in cell {cell.name} seed {cell.seed}. Run the same command to continue."
+        )
+    if code != 0 or not is_complete(path):
+        raise UserError(
+            f"cell {cell.name} seed {cell.seed} failed (exit {code}); its error is printed above. "
+            "Fix it and run the same compare command to continue."
+        )
+    return json.loads((path / "result.json").read_text())
+
+
 def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list[Path]:
     """Train every unfinished cell in order, printing progress across the whole matrix."""
-    from intentlab.baseline import train_baseline
-    from intentlab.train import train
-
     out = Path(out)
     finished = sum(is_complete(c.path(out)) for c in cells)
     print(f"compare: {len(cells)} cells ({finished} already complete) -> {out}", flush=True)
@@ -113,17 +145,9 @@ def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list
         if is_complete(path):
             print(f"{tag}: complete, skipped", flush=True)
             continue
-        resumable = (path / CHECKPOINT).is_dir() and cell.cfg.method != "baseline"
-        print(f"{tag}: {'resuming' if resumable else 'training'} ...", flush=True)
+        print(f"{tag}: training ...", flush=True)
         t0 = time.perf_counter()
-        if cell.cfg.method == "baseline":
-            result = train_baseline(cell.cfg, path, overwrite=path.exists())
-        elif resumable:
-            result = train(cell.cfg, path, resume=True)
-        else:
-            result = train(
-                cell.cfg, path, overwrite=path.exists()
-            )  # a cell killed before its first checkpoint
+        result = _run_cell(cell, path)
         seconds.setdefault(cell.cfg.method, []).append(time.perf_counter() - t0)
         left = [c for c in cells[i:] if not is_complete(c.path(out))]
         print(

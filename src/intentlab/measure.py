@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import resource
@@ -33,10 +34,30 @@ def rss_mb() -> float:
         return float("nan")
 
 
+def reset_peak_rss() -> None:
+    """Restart the kernel's peak-RSS counter (VmHWM), so a run in a long-lived process measures its own peak."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def peak_memory_mb(device: Any = None) -> tuple[float, str]:
-    """Peak allocated GPU memory on CUDA, else the process's peak resident memory (MB)."""
+    """Peak allocated GPU memory on CUDA; else the process's peak resident memory since the last
+    `reset_peak_rss()` (Linux VmHWM), falling back to getrusage's lifetime peak."""
     if device is not None and getattr(device, "type", None) == "cuda":
         import torch
 
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
+    hwm = _vm_hwm_mb()
+    if hwm is not None:
+        return hwm, "process_peak_rss"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss_lifetime"

@@ -29,7 +29,7 @@ from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.evaluate import metrics, predict_logits
 from intentlab.hardware import default_device_type, fast_bf16
-from intentlab.measure import length_histogram, peak_memory_mb, rss_mb, split_fingerprint
+from intentlab.measure import length_histogram, peak_memory_mb, reset_peak_rss, rss_mb, split_fingerprint
 from intentlab.methods import (
     build_model,
     count_params,
@@ -170,6 +170,7 @@ def train(
     pruner uses it); the run is still finished and recorded, with `train.pruned` set.
     """
     quiet_transformers()
+    reset_peak_rss()  # this run's peak, even in a process that trained others before
     if cfg.bf16 is None:
         cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
     if cfg.threads:
