@@ -178,3 +178,42 @@ def test_two_workers_share_a_postgresql_study(
         result = json.loads((out / "trials" / f"trial-{t.number:04d}" / "result.json").read_text())
         assert result["train"]["pruned"] == (t in pruned)
     print(f"{len(trials)} trials, {len(pruned)} pruned")
+
+
+RACE = """
+import sys, optuna
+from intentlab.sweep import _open_study
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+sys.stdin.readline()  # start together
+study = _open_study(optuna, "race", sys.argv[1], optuna.pruners.NopPruner())
+print(study.study_name)
+"""
+
+
+@pytest.mark.slow
+def test_workers_starting_together_on_an_empty_database_all_join(postgres_url: str) -> None:
+    """Workers that open a fresh database at once race to create Optuna's tables (CI hit this:
+    UniqueViolation on pg_type); every worker must end up in the one study."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE race")
+    url = postgres_url.rsplit("/", 1)[0] + "/race"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    for w in workers:  # release them all before waiting on any
+        w.stdin.write("go\n")
+        w.stdin.flush()
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for w, (out, err) in zip(workers, outputs, strict=True):
+        assert w.returncode == 0, err[-2000:]
+        assert out.strip() == "race"
+    assert len(optuna.get_all_study_summaries(storage=url)) == 1

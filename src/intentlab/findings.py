@@ -32,6 +32,8 @@ def _verdict(t: PairedResult | None) -> str:
     if t is None:
         return ""
     ci = f"95% CI {t.low * 100:+.2f} to {t.high * 100:+.2f} points, McNemar p={t.p_mcnemar:.2g}"
+    if t.p_seeds is not None:
+        ci += f", across seeds p={t.p_seeds:.2g}"
     return f" — a real difference ({ci})" if t.significant else f" — within noise ({ci})"
 
 
@@ -43,14 +45,17 @@ def _times(a: float, b: float, faster: str = "faster", slower: str = "slower") -
 def versus(a: dict[str, Any], b: dict[str, Any], test: PairedResult | None) -> str:
     """A against B on accuracy, parameters, checkpoint size and time per epoch."""
     acc_a, acc_b = a["test_accuracy"][0], b["test_accuracy"][0]
-    params = 100 * a["trainable_params"] / b["trainable_params"]
+    share = a["trainable_params"] / b["trainable_params"]
+    params = (
+        f"{100 * share:.2g}% of its parameters" if share < 0.95 else f"{share:.2f}× its trainable parameters"
+    )
     if abs(acc_a - acc_b) < 5e-5:
         head = f"{_cap(pretty(a['name']))} matched {pretty(b['name'])}'s test accuracy ({100 * acc_a:.2f}%)"
     elif acc_a > acc_b:
         head = f"{_cap(pretty(a['name']))} beat {pretty(b['name'])}'s test accuracy by {100 * (acc_a - acc_b):.2f} points ({100 * acc_a:.2f}% vs {100 * acc_b:.2f}%)"
     else:
         head = f"{_cap(pretty(a['name']))} reached {100 * acc_a / acc_b:.1f}% of {pretty(b['name'])}'s test accuracy ({100 * acc_a:.2f}% vs {100 * acc_b:.2f}%)"
-    parts = [f"{head} while training {params:.2g}% of its parameters"]
+    parts = [f"{head} while training {params}"]
     ck_a, ck_b = a["checkpoint_bytes"][0], b["checkpoint_bytes"][0]
     if ck_a and ck_b:
         parts.append(f"its checkpoint is {_times(ck_a, ck_b, 'smaller', 'larger')}")

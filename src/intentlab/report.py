@@ -276,6 +276,7 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
                 f"[{t.low * 100:+.2f}, {t.high * 100:+.2f}]",
                 f"{t.a_only} / {t.b_only}",
                 f"{t.p_mcnemar:.3g}",
+                "–" if t.p_seeds is None else f"{t.p_seeds:.3g}",
                 "**real**" if t.significant else "within noise",
             ]
             for (a, b), t in tests.items()
@@ -287,13 +288,16 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
                 "95% bootstrap CI",
                 "only A right / only B right",
                 "McNemar p",
+                "across-seeds Welch p",
                 "verdict",
             ],
             trows,
         )
         doc.p(
-            "The bootstrap resamples test examples, with each example's correctness averaged over seeds; a "
-            "difference is called real when its 95% interval excludes zero. McNemar uses the first seed of each."
+            "The bootstrap resamples test examples, with each example's correctness averaged over seeds; McNemar "
+            "uses the first seed of each; Welch's t-test compares the per-seed test accuracies (two or more seeds "
+            "on both sides). A difference is called real only when all of them agree: the interval excludes zero "
+            "and both p-values are below 0.05."
         )
     doc.h("Charts")
     curve_groups = {

@@ -4,9 +4,13 @@ Both methods are scored on the same test examples, so the comparison is paired:
 
 - `paired_bootstrap`: resample test examples (with replacement) and recompute the accuracy difference;
   the 95% interval says how much the difference could move with another test set of the same kind.
-  With several seeds per method, each example's correctness is averaged over seeds first, so seed noise
-  is included.
-- `mcnemar`: exact McNemar test on the discordant pairs of one run of each method.
+  With several seeds per method, each example's correctness is averaged over seeds first.
+- `mcnemar`: exact McNemar test on the discordant pairs of one run of each method (the first seed).
+- `seed_test`: Welch's t-test on the per-seed test accuracies, when both methods have two or more seeds.
+  The two tests above only see test-set sampling noise; this one sees training noise (seed to seed).
+
+A difference is called real only when every available test agrees: the bootstrap interval excludes zero,
+McNemar's p < 0.05 and, with several seeds on both sides, Welch's p < 0.05.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+ALPHA = 0.05
 
 
 @dataclass
@@ -24,10 +30,13 @@ class PairedResult:
     p_mcnemar: float  # exact two-sided p-value (first seed of each)
     a_only: int  # test examples only A gets right (first seed)
     b_only: int
+    p_seeds: float | None = None  # Welch's t-test over per-seed accuracies; None with fewer than 2 seeds
 
     @property
     def significant(self) -> bool:
-        return self.low > 0 or self.high < 0
+        excludes_zero = self.low > 0 or self.high < 0
+        seeds_agree = self.p_seeds is None or self.p_seeds < ALPHA
+        return excludes_zero and self.p_mcnemar < ALPHA and seeds_agree
 
 
 def correctness(y_true: list[int], preds: list[list[int]]) -> np.ndarray:
@@ -58,6 +67,17 @@ def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[float, int, i
     return p, a_only, b_only
 
 
+def seed_test(acc_a: list[float], acc_b: list[float]) -> float | None:
+    """Two-sided Welch's t-test p-value on per-seed accuracies; None unless both sides have >= 2 seeds."""
+    if len(acc_a) < 2 or len(acc_b) < 2:
+        return None
+    from scipy.stats import ttest_ind
+
+    if np.std(acc_a) == 0 and np.std(acc_b) == 0:
+        return 1.0 if np.mean(acc_a) == np.mean(acc_b) else 0.0
+    return float(ttest_ind(acc_a, acc_b, equal_var=False).pvalue)
+
+
 def compare_predictions(
     y_true: list[int], preds_a: list[list[int]], preds_b: list[list[int]]
 ) -> PairedResult:
@@ -65,4 +85,5 @@ def compare_predictions(
     diff, low, high = paired_bootstrap(correctness(y_true, preds_a), correctness(y_true, preds_b))
     y = np.asarray(y_true)
     p, a_only, b_only = mcnemar(np.asarray(preds_a[0]) == y, np.asarray(preds_b[0]) == y)
-    return PairedResult(diff, low, high, p, a_only, b_only)
+    per_seed = [[float(np.mean(np.asarray(p) == y)) for p in preds] for preds in (preds_a, preds_b)]
+    return PairedResult(diff, low, high, p, a_only, b_only, seed_test(*per_seed))

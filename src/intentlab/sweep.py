@@ -14,6 +14,8 @@ which `intentlab train --config` accepts.
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,21 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return params
 
 
+def _open_study(optuna: Any, name: str, storage: str, pruner: Any, attempts: int = 6) -> Any:
+    """Create or join a study. Workers that start together on an empty database race to create its
+    tables and the study row; the loser gets an IntegrityError, and a retry simply joins the winner's."""
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                study_name=name, storage=storage, direction="maximize", load_if_exists=True, pruner=pruner
+            )
+        except Exception as e:
+            if type(e).__name__ != "IntegrityError" or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random() * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def run_sweep(
     method: str,
     trials: int,
@@ -98,9 +115,7 @@ def run_sweep(
         else optuna.pruners.NopPruner()
     )
     try:
-        study = optuna.create_study(
-            study_name=name, storage=storage, direction="maximize", load_if_exists=True, pruner=chosen_pruner
-        )
+        study = _open_study(optuna, name, storage, chosen_pruner)
     except Exception as e:
         raise UserError(
             f"cannot open the Optuna study at {storage!r} ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
