@@ -6,6 +6,7 @@ writes one PNG. Methods keep the same colour in every chart.
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,14 @@ from intentlab.plots import _pyplot
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
 
+KNOWN = ["baseline", "head", "ia3", "lora", "dora", "full"]
+
+
 def colours(names: list[str]) -> dict[str, str]:
-    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+    """A colour per method name that does not depend on which other methods a chart shows."""
+    return {
+        n: PALETTE[KNOWN.index(n) if n in KNOWN else len(KNOWN) + zlib.crc32(n.encode()) % 2] for n in names
+    }
 
 
 def _save(fig: Any, out: Path) -> Path:
@@ -41,6 +48,8 @@ def _band(
 def curves(groups: dict[str, list[list[dict[str, Any]]]], out: Path) -> Path:
     """Validation accuracy and loss per epoch, every method overlaid, mean line with a ±1 std seed band."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     c = colours(list(groups))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for name, runs in groups.items():
@@ -55,6 +64,7 @@ def curves(groups: dict[str, list[list[dict[str, Any]]]], out: Path) -> Path:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, out)
 
 
