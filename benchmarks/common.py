@@ -23,19 +23,33 @@ def banking77_dir() -> Path:
     raise SystemExit("Banking77 not found: set INTENTLAB_DATA_DIR to the folder with train.csv and test.csv.")
 
 
-def subset(n: int, out: Path, seed: int = 0) -> Path:
-    """A folder with the first `n` shuffled Banking77 training rows as train.csv and the real test.csv."""
+def subset(n: int, out: Path, seed: int = 0, test_rows: int = 770) -> Path:
+    """A folder with `n` shuffled Banking77 training rows, intents taken in turn so every intent appears
+    (train.csv), and `test_rows` Banking77 test rows of those intents, half as validation.csv, half as
+    test.csv (so no validation is carved from a small train set)."""
     import random
+    from itertools import chain, zip_longest
 
     src = banking77_dir()
+    rng = random.Random(seed)
     rows = list(csv.DictReader((src / "train.csv").open(encoding="utf-8")))
-    random.Random(seed).shuffle(rows)
+    rng.shuffle(rows)
+    by_label: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_label.setdefault(r["category"], []).append(r)
+    interleaved = [r for r in chain.from_iterable(zip_longest(*by_label.values())) if r]
+    train = interleaved[:n]
+    rng.shuffle(train)
+    seen = {r["category"] for r in train}
+    test = [r for r in csv.DictReader((src / "test.csv").open(encoding="utf-8")) if r["category"] in seen]
+    rng.shuffle(test)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "train.csv").open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["text", "category"])
-        w.writeheader()
-        w.writerows(rows[:n])
-    (out / "test.csv").write_text((src / "test.csv").read_text(encoding="utf-8"), encoding="utf-8")
+    half = test_rows // 2
+    for name, part in (("train.csv", train), ("validation.csv", test[:half]), ("test.csv", test[half:test_rows])):
+        with (out / name).open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["text", "category"])
+            w.writeheader()
+            w.writerows(part)
     return out
 
 
