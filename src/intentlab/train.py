@@ -255,10 +255,27 @@ def _evaluate(accelerator: Any, setup: Setup, split: str) -> np.ndarray:
     return out
 
 
+def train_step(setup: Setup, accelerator: Any, indices: list[int]) -> tuple[torch.Tensor, int, int]:
+    """One optimizer step on one global batch; returns this process's summed loss (a tensor: no host
+    sync), its example count and its padded token count."""
+    batch = {k: v.to(accelerator.device) for k, v in setup.collate(indices).items()}
+    labels, weight = batch.pop("labels"), batch.pop("loss_scale")
+    # sum of this process's losses / (global batch / processes): DDP's mean over processes then gives
+    # exactly the global batch mean, even when the shares differ by one example
+    ce = F.cross_entropy(setup.model(**batch).float(), labels, reduction="sum")
+    accelerator.backward(ce * weight)
+    if setup.cfg.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(setup.model.parameters(), setup.cfg.max_grad_norm)
+    setup.optimizer.step()
+    setup.scheduler.step()
+    setup.optimizer.zero_grad(set_to_none=True)
+    return ce.detach(), labels.shape[0], batch["input_ids"].numel()
+
+
 def _fit(
     setup: Setup, accelerator: Any, out: Path, progress: bool, stop: ckpt.StopFlag, resume: bool
 ) -> dict[str, Any]:
-    cfg, model, optimizer, scheduler = setup.cfg, setup.model, setup.optimizer, setup.scheduler
+    cfg, model, scheduler = setup.cfg, setup.model, setup.scheduler
     main = accelerator.is_main_process
     table = EpochTable(main and progress)
     loop: dict[str, Any] = {
@@ -307,21 +324,11 @@ def _fit(
             total=len(batches),
         )
         for step, indices in enumerate(bar, start=skip + 1):
-            batch = {k: v.to(accelerator.device) for k, v in setup.collate(indices).items()}
-            labels, weight = batch.pop("labels"), batch.pop("loss_scale")
-            # sum of this process's losses / (global batch / processes): DDP's mean over processes then gives
-            # exactly the global batch mean, even when the shares differ by one example
-            ce = F.cross_entropy(model(**batch).float(), labels, reduction="sum")
-            accelerator.backward(ce * weight)
-            if cfg.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += ce.detach()  # no host sync per step
-            seen += labels.shape[0]
-            loop["padded"] += batch["input_ids"].numel()
-            loss = ce.detach() / max(labels.shape[0], 1)
+            ce, n, padded = train_step(setup, accelerator, indices)
+            loss_sum += ce  # no host sync per step
+            seen += n
+            loop["padded"] += padded
+            loss = ce / max(n, 1)
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             stopping = _stop_requested(accelerator, stop)

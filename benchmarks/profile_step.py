@@ -1,0 +1,115 @@
+"""Where a training step's time goes: torch.profiler over intentlab's own `train_step`, grouped by kind.
+
+    python benchmarks/profile_step.py [--method full] [--steps 30] [--examples 1024]
+
+It builds a run exactly as `intentlab train` does (same `Setup`, same shipped config), warms up for 5
+steps, then profiles `--steps` steps and sums each operator's self CPU time into: matrix multiplication,
+attention, element-wise/normalisation/activation, optimizer, casts/copies and the rest. This shows how far
+a training step is from the matmul rate measured by benchmarks/hardware.py, and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from common import machine, subset, table
+
+KINDS = {
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
+    "attention": ("scaled_dot_product", "flash_attention", "_efficient_attention"),
+    "optimizer": ("adam", "foreach", "_fused"),
+    "casts/copies": ("aten::copy_", "aten::to", "aten::_to_copy", "aten::clone", "aten::contiguous"),
+    "element-wise, norms, activations": (
+        "aten::add",
+        "aten::mul",
+        "aten::div",
+        "aten::sub",
+        "gelu",
+        "layer_norm",
+        "softmax",
+        "dropout",
+        "aten::tanh",
+        "aten::sum",
+        "aten::mean",
+        "aten::native",
+        "aten::fill_",
+        "aten::zero_",
+        "aten::where",
+        "aten::masked",
+        "aten::embedding",
+        "nll_loss",
+        "log_softmax",
+        "aten::norm",
+        "aten::clamp",
+        "aten::sqrt",
+        "aten::pow",
+    ),
+}
+
+
+def kind(name: str) -> str:
+    low = name.lower()
+    for k, keys in KINDS.items():
+        if any(key.lower() in low for key in keys):
+            return k
+    return "other"
+
+
+def main() -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from intentlab.config import resolve
+    from intentlab.hardware import default_device_type, fast_bf16
+    from intentlab.methods import quiet_transformers
+    from intentlab.train import Setup, make_accelerator, train_step
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--method", default="full")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--examples", type=int, default=1024)
+    args = ap.parse_args()
+    quiet_transformers()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as d:
+        cfg = resolve(args.method, None, {"data": str(subset(args.examples, Path(d) / "data"))})
+        if cfg.bf16 is None:  # as `intentlab train` decides it
+            cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
+        accelerator = make_accelerator(cfg)
+        setup = Setup(cfg, accelerator)
+        setup.model.train()
+        batches = setup.sampler.batches()
+        for indices in batches[:5]:
+            train_step(setup, accelerator, indices)
+        todo = batches[5 : 5 + args.steps]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for indices in todo:
+                train_step(setup, accelerator, indices)
+    by_kind: dict[str, float] = defaultdict(float)
+    top: list[tuple[float, str]] = []
+    for ev in prof.key_averages():
+        by_kind[kind(ev.key)] += ev.self_cpu_time_total
+        top.append((ev.self_cpu_time_total, ev.key))
+    total = sum(by_kind.values())
+    print(
+        f"\n{args.method}, {len(todo)} steps of batch {cfg.batch_size}, bf16 {cfg.bf16}, torch {torch.__version__}: "
+        f"self CPU time by kind"
+    )
+    rows = [
+        [k, f"{v / 1e6:.2f}", f"{v / total:.0%}"] for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
+    ]
+    print(table(["kind", "seconds", "share"], rows))
+    print("\ntop 12 operators by self CPU time")
+    print(
+        table(
+            ["operator", "seconds", "share"],
+            [[k, f"{t / 1e6:.2f}", f"{t / total:.0%}"] for t, k in sorted(top, reverse=True)[:12]],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
