@@ -45,7 +45,11 @@ def subset(n: int, out: Path, seed: int = 0, test_rows: int = 770) -> Path:
     rng.shuffle(test)
     out.mkdir(parents=True, exist_ok=True)
     half = test_rows // 2
-    for name, part in (("train.csv", train), ("validation.csv", test[:half]), ("test.csv", test[half:test_rows])):
+    for name, part in (
+        ("train.csv", train),
+        ("validation.csv", test[:half]),
+        ("test.csv", test[half:test_rows]),
+    ):
         with (out / name).open("w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=["text", "category"])
             w.writeheader()
