@@ -53,7 +53,8 @@ def save_model(model: nn.Module, cfg: Config, tokenizer: Any, labels: list[str],
     tokenizer.save_pretrained(tmp)
     write_json_atomic(tmp / "labels.json", {"labels": list(labels)})
     if cfg.method in ADAPTER_METHODS:
-        model.save_pretrained(tmp / "adapter")
+        # embeddings are never resized, so skip peft's vocabulary check (a hub lookup, even offline)
+        model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
         weights = "adapter"
     elif cfg.method == "full":
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
