@@ -110,3 +110,30 @@ def test_onnx_export_matches_the_run(runs: dict[str, Path], tmp_path: Path) -> N
     assert (tmp_path / "onnx" / "model.onnx").is_file()
     assert report["argmax_equal"] and report["onnx_max_prob_diff"] is not None
     assert report["onnx_max_prob_diff"] <= 10 * report["tolerance"]
+
+
+def test_baseline_run_predicts_and_evaluates_but_is_not_served(
+    tmp_path: Path, tiny_model: str, toy_data: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from intentlab.predict import Predictor
+
+    run = tmp_path / "baseline"
+    assert (
+        main(["train", "--method", "baseline", "--out", str(run), *tiny_args(tiny_model, toy_data, 1)]) == 0
+    )
+    recorded = json.loads((run / "result.json").read_text())["test"]["accuracy"]
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["accuracy"] == recorded and again["loss"] is None
+    assert main(["evaluate", str(run)]) == 0  # the plain print copes with no loss
+    assert f"accuracy {recorded:.4f}" in capsys.readouterr().out
+    p = Predictor.from_run(run)
+    preds = json.loads((run / "test_predictions.json").read_text())
+    top = p.predict(["a text", "another one"], top_k=2)
+    assert all(len(row) == 2 and row[0][1] >= row[1][1] for row in top)
+    assert top[0][0][0] in preds["labels"]
+    assert main(["export", str(run), "--out", str(tmp_path / "exp")]) == 2
+    err = capsys.readouterr().err
+    assert "is a TF-IDF baseline run" in err and "Traceback" not in err
+    assert not (tmp_path / "exp").exists()

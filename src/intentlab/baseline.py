@@ -18,6 +18,7 @@ import numpy as np
 
 from intentlab import data as D
 from intentlab.config import Config
+from intentlab.errors import UserError
 from intentlab.evaluate import metrics
 from intentlab.measure import peak_memory_mb, reset_peak_rss, split_fingerprint
 from intentlab.runs import (
@@ -49,6 +50,22 @@ def make_pipeline(seed: int = 0) -> Any:
 
 def _scores(pipe: Any, texts: list[str]) -> np.ndarray:
     return np.asarray(pipe.decision_function(texts), dtype=np.float64)
+
+
+def load_baseline(run: str | Path) -> tuple[Any, list[str]]:
+    """The fitted pipeline and label list of a baseline run. The file is a pickle: load only runs you trust."""
+    path = Path(run) / "model" / MODEL_FILE
+    try:
+        blob = pickle.loads(path.read_bytes())
+        return blob["pipeline"], list(blob["labels"])
+    except FileNotFoundError:
+        raise UserError(f"{path} not found. Train the baseline run again.") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError):
+        raise UserError(f"{path} is corrupt. Train the baseline run again.") from None
+
+
+def is_baseline_run(run: str | Path) -> bool:
+    return (Path(run) / "model" / MODEL_FILE).is_file()
 
 
 def train_baseline(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:

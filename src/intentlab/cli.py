@@ -114,7 +114,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(
             f"{args.split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['f1_macro']:.4f}, "
-            f"weighted F1 {m['f1_weighted']:.4f}, loss {m['loss']:.4f} (n={m['n']})"
+            f"weighted F1 {m['f1_weighted']:.4f}"
+            + ("" if m["loss"] is None else f", loss {m['loss']:.4f}")
+            + f" (n={m['n']})"
         )
     return 0
 

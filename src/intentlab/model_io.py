@@ -85,6 +85,11 @@ def read_model_info(folder: Path) -> tuple[dict[str, Any], list[str]]:
         info = json.loads((folder / MODEL_INFO).read_text(encoding="utf-8"))
         labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))["labels"]
     except FileNotFoundError:
+        if (folder / "baseline.pkl").is_file():
+            raise UserError(
+                f"{folder.parent} is a TF-IDF baseline run: `intentlab predict` and `evaluate` read it, "
+                "`serve` and `export` need an encoder run (full, lora, dora, ia3 or head)."
+            ) from None
         raise UserError(
             f"{folder} holds no intentlab model ({MODEL_INFO} or labels.json missing). "
             "Pass a run folder written by `intentlab train`."

@@ -39,6 +39,10 @@ class Predictor:
         run = Path(run)
         if not run.exists():
             raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
+        from intentlab.baseline import is_baseline_run
+
+        if is_baseline_run(run):
+            return BaselinePredictor(run)
         if bf16 is None:
             bf16 = _run_config(run).get("bf16", False)
         return cls(load_model(run), bool(bf16), batch_size)
@@ -60,6 +64,20 @@ class Predictor:
         k = max(1, min(top_k, len(self.labels)))
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [[(self.labels[j], float(probs[i, j])) for j in row] for i, row in enumerate(top)]
+
+
+class BaselinePredictor(Predictor):
+    """A TF-IDF + linear SVM run behind the same interface. Its "logits" are SVM margins, so the
+    probabilities `predict` gives are a softmax of margins: they rank intents but are not calibrated."""
+
+    def __init__(self, run: Path) -> None:
+        from intentlab.baseline import load_baseline
+
+        self.pipeline, self.labels = load_baseline(run)
+        self.info = {"method": "baseline"}
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.pipeline.decision_function(list(texts)), dtype=np.float64)
 
 
 def _run_config(run: Path) -> dict[str, Any]:
@@ -93,7 +111,10 @@ def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = No
             f"the labels of {run} differ from those of its data now. Evaluate on the data it was trained on."
         )
     part = ds.split(split)
-    return metrics(ds.ids(part), predictor.logits(part.texts), ds.labels)
+    scores = metrics(ds.ids(part), predictor.logits(part.texts), ds.labels)
+    if isinstance(predictor, BaselinePredictor):
+        scores["loss"] = None  # SVM margins are not probabilities: no cross-entropy (as in training)
+    return scores
 
 
 def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:
