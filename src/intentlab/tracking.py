@@ -2,7 +2,7 @@
 
 Every tracker has the same small interface (params, one call per epoch, the finished run), so the
 training loop never branches on which one is active; `NullTracker` does nothing (nanochat's no-op
-logger). MLflow's default store is a local SQLite file, `./mlflow.db`; TensorBoard writes event files
+logger). MLflow's default store is a local SQLite file, `./mlflow.db`, with artifacts in `mlartifacts/` beside it; TensorBoard writes event files
 under `<run>/tensorboard` unless `--tracking-uri` names another folder.
 """
 
@@ -35,7 +35,12 @@ class MLflowTracker(NullTracker):
         except ImportError:
             raise UserError("--track mlflow needs mlflow. Run: pip install mlflow.") from None
         self.mlflow = mlflow
-        mlflow.set_tracking_uri(uri or f"sqlite:///{Path('mlflow.db').resolve()}")
+        uri = uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+        mlflow.set_tracking_uri(uri)
+        if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
+            # artifacts beside the database, not in ./mlruns of whatever folder the run started in
+            artifacts = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
+            mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
         mlflow.set_experiment(experiment)
         self.run = mlflow.start_run(run_name=run_name)
 
