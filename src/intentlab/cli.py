@@ -202,8 +202,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from intentlab.sweep import run_sweep
 
-    if args.method not in ("full", "lora", "dora", "ia3", "head"):
-        raise UserError(f"sweep supports full, lora, dora, ia3 and head, not {args.method!r}.")
     flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", "name")}
     r = run_sweep(
         args.method,

@@ -106,21 +106,15 @@ def _run_cell(cell: Cell, path: Path) -> dict[str, Any]:
     import sys
     import tempfile
 
-    if (path / CHECKPOINT).is_dir() and cell.cfg.method != "baseline":
-        args = ["train", "--resume", str(path)]
-    else:
-        fd, cfg_file = tempfile.mkstemp(suffix=".yaml", prefix="intentlab-cell-")
-        with open(fd, "w", encoding="utf-8") as f:
-            f.write(cell.cfg.to_yaml())
-        args = [
-            "train",
-            "--config",
-            cfg_file,
-            "--out",
-            str(path),
-            *(["--overwrite"] if path.exists() else []),
-        ]
-    code = subprocess.run([sys.executable, "-m", "intentlab", *args]).returncode
+    with tempfile.TemporaryDirectory(prefix="intentlab-cell-") as tmp:
+        if (path / CHECKPOINT).is_dir() and cell.cfg.method != "baseline":
+            args = ["train", "--resume", str(path)]
+        else:
+            cfg_file = Path(tmp) / "config.yaml"
+            cfg_file.write_text(cell.cfg.to_yaml(), encoding="utf-8")
+            args = ["train", "--config", str(cfg_file), "--out", str(path)]
+            args += ["--overwrite"] if path.exists() else []
+        code = subprocess.run([sys.executable, "-m", "intentlab", *args]).returncode
     if code == 130:
         raise Interrupted(
             f"compare stopped in cell {cell.name} seed {cell.seed}. Run the same command to continue."

@@ -335,7 +335,8 @@ def print_warnings(ds: Dataset) -> None:
 def data_warnings(train: Split, validation: Split, test: Split) -> list[str]:
     """Problems worth knowing that do not stop a run: duplicates, and test texts seen in training."""
     out = []
-    dup = len(train.texts) - len(set(train.texts))
+    seen = set(train.texts)
+    dup = len(train.texts) - len(seen)
     if dup:
         out.append(f"train has {dup} duplicate text(s); kept (they weigh more in training)")
     conflicting = {}
@@ -346,7 +347,6 @@ def data_warnings(train: Split, validation: Split, test: Split) -> list[str]:
         out.append(
             f"train has {clash} text(s) with more than one label; kept, but no model can get them all right"
         )
-    seen = set(train.texts)
     for name, split in (("validation", validation), ("test", test)):
         leak = sum(t in seen for t in split.texts)
         if leak:

@@ -23,6 +23,7 @@ import yaml
 
 from intentlab import config as C
 from intentlab.errors import UserError
+from intentlab.runs import write_text_atomic
 
 KINDS = ("float", "int", "categorical")
 
@@ -100,6 +101,9 @@ def run_sweep(
 
     from intentlab.train import train
 
+    tunable = [m for m in C.METHODS if m != "baseline"]
+    if method not in tunable:
+        raise UserError(f"sweep supports {', '.join(tunable)}, not {method!r}.")
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}.")
     base = C.resolve(method, None, flags)  # validates method and flags before any trial
@@ -154,7 +158,7 @@ def run_sweep(
         f"# best of {len(finished)} trials of study {name!r} ({storage.split('://')[0]}): "
         f"validation accuracy {best.value:.4f}, trial {best.number}\n" + best_cfg.to_yaml()
     )
-    (out / "best.yaml").write_text(text)
+    write_text_atomic(out / "best.yaml", text)
     return {
         "study": name,
         "storage": storage,

@@ -328,9 +328,8 @@ def _fit(
             loss_sum += ce  # no host sync per step
             seen += n
             loop["padded"] += padded
-            loss = ce / max(n, 1)
             if step % 25 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{ce.item() / max(n, 1):.3f}")
             stopping = _stop_requested(accelerator, stop)
             if stopping or (
                 cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < len(batches)
