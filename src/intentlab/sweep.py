@@ -66,16 +66,23 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return params
 
 
-def _open_study(optuna: Any, name: str, storage: str, pruner: Any, attempts: int = 6) -> Any:
+def _schema_race(e: Exception) -> bool:
+    """True for the errors of two workers creating Optuna's tables at once on an empty database:
+    a duplicate row (IntegrityError) or an object another worker just created (DuplicateTable/Object)."""
+    name = type(e).__name__
+    return name == "IntegrityError" or (name == "ProgrammingError" and "already exists" in str(e))
+
+
+def _open_study(optuna: Any, name: str, storage: str, pruner: Any, attempts: int = 8) -> Any:
     """Create or join a study. Workers that start together on an empty database race to create its
-    tables and the study row; the loser gets an IntegrityError, and a retry simply joins the winner's."""
+    tables and the study row; the losers get a schema-race error, and a retry joins the winner's study."""
     for attempt in range(attempts):
         try:
             return optuna.create_study(
                 study_name=name, storage=storage, direction="maximize", load_if_exists=True, pruner=pruner
             )
         except Exception as e:
-            if type(e).__name__ != "IntegrityError" or attempt == attempts - 1:
+            if not _schema_race(e) or attempt == attempts - 1:
                 raise
             time.sleep(0.5 + random.random() * (attempt + 1))
     raise AssertionError("unreachable")
