@@ -43,8 +43,8 @@ def main() -> None:
     import torch
 
     from intentlab.config import resolve
-    from intentlab.methods import load_encoder
-    from intentlab.train import train
+    from intentlab.models.classifier import load_encoder
+    from intentlab.training.loop import train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)

@@ -38,7 +38,7 @@ def latency_and_throughput(predictor: object, texts: list[str], queries: int) ->
 
 def main() -> None:
     from intentlab.data import load_dataset
-    from intentlab.predict import Predictor
+    from intentlab.inference.predictor import Predictor
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="a trained LoRA run (default: train one epoch on a subset, here)")

@@ -64,8 +64,8 @@ def main() -> None:
 
     from intentlab.config import resolve
     from intentlab.hardware import default_device_type, fast_bf16
-    from intentlab.methods import quiet_transformers
-    from intentlab.train import Setup, make_accelerator, train_step
+    from intentlab.models.classifier import quiet_transformers
+    from intentlab.training.loop import Setup, make_accelerator, train_step
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="full")

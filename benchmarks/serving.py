@@ -30,8 +30,8 @@ from common import banking77_dir, machine, table
 
 LOAD_N = """
 import json, resource, sys
-from intentlab.registry import Registry
-from intentlab.methods import quiet_transformers
+from intentlab.serving.registry import Registry
+from intentlab.models.classifier import quiet_transformers
 quiet_transformers()
 reg = Registry()
 for i, run in enumerate(sys.argv[1:]):

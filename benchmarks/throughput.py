@@ -22,8 +22,8 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from intentlab.config import resolve
-    from intentlab.methods import quiet_transformers, resolve_model_path
-    from intentlab.train import train
+    from intentlab.models.classifier import quiet_transformers, resolve_model_path
+    from intentlab.training.loop import train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=1024)

@@ -59,12 +59,12 @@ def main() -> None:
     import numpy as np
     from transformers import AutoTokenizer
 
-    from intentlab.baseline import make_pipeline
     from intentlab.config import resolve
     from intentlab.data import load_dataset
-    from intentlab.evaluate import metrics
-    from intentlab.methods import quiet_transformers, resolve_model_path
-    from intentlab.train import train
+    from intentlab.inference.metrics import metrics
+    from intentlab.models.classifier import quiet_transformers, resolve_model_path
+    from intentlab.training.baseline import make_pipeline
+    from intentlab.training.loop import train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="lora,full")

@@ -275,7 +275,7 @@ def main() -> None:
 def _api_rows(run: Path, work: Path) -> list[str]:
     from fastapi.testclient import TestClient
 
-    from intentlab.serve import Limits, create_app
+    from intentlab.serving.app import Limits, create_app
 
     app = create_app(
         [str(run)],

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> str:
-    from intentlab.serve import create_app
+    from intentlab.serving.app import create_app
 
     run = tmp_path_factory.mktemp("browser") / "bank"
     assert (

@@ -112,7 +112,7 @@ def test_yaml_roundtrip() -> None:
     "plan", sorted((Path(__file__).parents[1] / "configs" / "compare").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_every_shipped_compare_plan_resolves(plan: Path) -> None:
-    from intentlab.compare import plan_cells
+    from intentlab.training.compare import plan_cells
 
     cells = plan_cells(None, None, {}, str(plan))
     assert cells and all(c.cfg.method in C.METHODS for c in cells)
@@ -123,6 +123,6 @@ def test_every_shipped_compare_plan_resolves(plan: Path) -> None:
     "space", sorted((Path(__file__).parents[1] / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_every_shipped_sweep_space_loads(space: Path) -> None:
-    from intentlab.sweep import load_space
+    from intentlab.training.sweep import load_space
 
     assert load_space(space.stem, str(space))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_rows, write_csv
-from intentlab import batching as B
 from intentlab import data as D
+from intentlab.data import batching as B
 from intentlab.errors import UserError
 
 BANKING77 = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from intentlab.config import Config
-from intentlab.methods import build_model, count_params, expand_targets
+from intentlab.models.classifier import build_model, count_params, expand_targets
 
 
 def trainable(model: torch.nn.Module) -> list[str]:

@@ -27,7 +27,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: st
 
 
 def test_predict_texts(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from intentlab.predict import Predictor
+    from intentlab.inference.predictor import Predictor
 
     p = Predictor.from_run(runs["lora"])
     top = p.predict(["i lost my card", "what exchange rate do you use"], top_k=3)
@@ -71,8 +71,8 @@ def test_merged_export_matches_the_run(runs: dict[str, Path], tmp_path: Path, me
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from intentlab.export import export_run
-    from intentlab.predict import Predictor
+    from intentlab.deploy.export import export_run
+    from intentlab.inference.predictor import Predictor
 
     out = tmp_path / "export"
     report = export_run(runs[method], out, merge=True)
@@ -104,7 +104,7 @@ def test_unmerged_adapter_export_and_refusals(
 
 def test_onnx_export_matches_the_run(runs: dict[str, Path], tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from intentlab.export import export_run
+    from intentlab.deploy.export import export_run
 
     report = export_run(runs["lora"], tmp_path / "onnx", merge=True, onnx=True)
     assert (tmp_path / "onnx" / "model.onnx").is_file()
@@ -115,7 +115,7 @@ def test_onnx_export_matches_the_run(runs: dict[str, Path], tmp_path: Path) -> N
 def test_baseline_run_predicts_and_evaluates_but_is_not_served(
     tmp_path: Path, tiny_model: str, toy_data: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from intentlab.predict import Predictor
+    from intentlab.inference.predictor import Predictor
 
     run = tmp_path / "baseline"
     assert (

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from intentlab.errors import UserError
-from intentlab.report import build_report
+from intentlab.reporting.report import build_report
 from intentlab.runs import SCHEMA_VERSION, write_json_atomic
 
 LABELS = ["a", "b", "c", "d"]

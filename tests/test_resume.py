@@ -18,7 +18,7 @@ from intentlab.runs import read_jsonl
 CHILD = """
 import os, signal, sys
 import torch.nn.functional as F
-import intentlab.train as T
+import intentlab.training.loop as T
 calls = 0
 real = F.cross_entropy
 def dying(*a, **k):

@@ -13,7 +13,7 @@ from intentlab.cli import main
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
-from intentlab.serve import Limits, create_app
+from intentlab.serving.app import Limits, create_app
 
 OTHER_INTENTS = {
     "greeting": ["hello there", "hi, good morning", "hey how are you"],
@@ -65,7 +65,7 @@ def predict(client: TestClient, **body: object) -> object:
 def test_two_adapters_share_one_base_and_answer_with_their_own_labels(
     client: TestClient, runs: dict[str, Path]
 ) -> None:
-    from intentlab.predict import Predictor
+    from intentlab.inference.predictor import Predictor
 
     reg = client.app.state.registry
     assert len(reg.bases) == 1  # bank and chat: one copy of the base model

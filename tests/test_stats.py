@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intentlab.stats import compare_predictions, seed_test
+from intentlab.reporting.stats import compare_predictions, seed_test
 
 
 def preds_with_accuracy(n: int, accuracy: float, rng: np.random.Generator) -> list[int]:

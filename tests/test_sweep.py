@@ -182,7 +182,7 @@ def test_two_workers_share_a_postgresql_study(
 
 RACE = """
 import sys, optuna
-from intentlab.sweep import _open_study
+from intentlab.training.sweep import _open_study
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 sys.stdin.readline()  # start together
 study = _open_study(optuna, "race", sys.argv[1], optuna.pruners.NopPruner())

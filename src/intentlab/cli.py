@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from intentlab import config as C
-from intentlab.checkpoint import Interrupted
 from intentlab.errors import UserError
+from intentlab.training.checkpoint import Interrupted
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,7 +66,7 @@ def config_from_args(args: argparse.Namespace, skip: Sequence[str] = ()) -> C.Co
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
-        from intentlab.train import resume_config, train
+        from intentlab.training.loop import resume_config, train
 
         run = args.resume if isinstance(args.resume, str) else args.out
         if not run:
@@ -83,11 +83,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("--out is required: the run folder to create.")
     cfg = config_from_args(args)
     if cfg.method == "baseline":
-        from intentlab.baseline import train_baseline
+        from intentlab.training.baseline import train_baseline
 
         result = train_baseline(cfg, args.out, overwrite=args.overwrite)
     else:
-        from intentlab.train import train
+        from intentlab.training.loop import train
 
         result = train(cfg, args.out, overwrite=args.overwrite)
     return _print_result(result, args.out)
@@ -106,7 +106,7 @@ def _print_result(result: dict, out: str) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from intentlab.predict import evaluate_run
+    from intentlab.inference.predictor import evaluate_run
 
     m = evaluate_run(args.run, split=args.split, data_dir=args.data_dir)
     if args.json:
@@ -122,7 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from intentlab.compare import plan_cells, run_compare
+    from intentlab.training.compare import plan_cells, run_compare
 
     flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", "name")}
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
@@ -132,7 +132,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from intentlab.report import build_report
+    from intentlab.reporting.report import build_report
 
     rep = build_report(args.runs, args.out)
     print(f"report of {sum(r['n'] for r in rep['summary'])} runs -> {args.out}/report.md and report.html")
@@ -140,7 +140,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from intentlab.predict import Predictor, predict_file
+    from intentlab.inference.predictor import Predictor, predict_file
 
     if bool(args.input) != bool(args.output):
         raise UserError("--input and --output go together. Give both, or give texts instead.")
@@ -165,7 +165,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from intentlab.export import export_run
+    from intentlab.deploy.export import export_run
 
     r = export_run(
         args.run, args.out, merge=args.merge, onnx=args.onnx, overwrite=args.overwrite, data_dir=args.data_dir
@@ -179,7 +179,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from intentlab.serve import Limits, serve
+    from intentlab.serving.app import Limits, serve
 
     if args.name and len(args.name) != len(args.runs):
         raise UserError(
@@ -200,7 +200,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from intentlab.sweep import run_sweep
+    from intentlab.training.sweep import run_sweep
 
     flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", "name")}
     r = run_sweep(

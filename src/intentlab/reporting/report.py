@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from intentlab import report_charts as charts
-from intentlab.document import Doc
 from intentlab.errors import UserError
-from intentlab.findings import findings, pretty
+from intentlab.reporting import charts as charts
+from intentlab.reporting.document import Doc
+from intentlab.reporting.findings import findings, pretty
+from intentlab.reporting.stats import PairedResult, compare_predictions
 from intentlab.runs import CONFIG, PREDICTIONS, RESULT, load_result
-from intentlab.stats import PairedResult, compare_predictions
 
 METHOD_ORDER = ("baseline", "head", "ia3", "lora", "dora", "full")
 SUMMARY_KEYS = {

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from intentlab.plots import _pyplot
+from intentlab.reporting.plots import _pyplot
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 

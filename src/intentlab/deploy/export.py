@@ -37,7 +37,7 @@ def write_hf_folder(model: Any, tokenizer: Any, labels: list[str], info: dict[st
     import torch  # noqa: F401  (safetensors.torch needs it)
     from safetensors.torch import save_file
 
-    from intentlab import hf_modeling
+    from intentlab.deploy import hf_template
 
     enc = model.encoder.config.to_dict()
     for key in ("architectures", "auto_map", "_name_or_path", "transformers_version", "id2label", "label2id"):
@@ -59,7 +59,7 @@ def write_hf_folder(model: Any, tokenizer: Any, labels: list[str], info: dict[st
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
-    shutil.copy(hf_modeling.__file__, out / "modeling_intentlab.py")
+    shutil.copy(hf_template.__file__, out / "modeling_intentlab.py")
     tokenizer.save_pretrained(out)
 
 
@@ -72,8 +72,8 @@ def export_run(
     data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Export and verify; returns {'kind', 'max_prob_diff', 'argmax_equal', 'n', 'tolerance'}."""
-    from intentlab.model_io import load_model
-    from intentlab.predict import Predictor, run_dataset
+    from intentlab.inference.predictor import Predictor, run_dataset
+    from intentlab.models.io import load_model
     from intentlab.runs import RunDir
 
     run, out = Path(run), Path(out)
@@ -134,7 +134,7 @@ def _hf_logits(folder: Path, tokenizer: Any, texts: list[str], max_length: int) 
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from intentlab.batching import Collator, sorted_batches, tokenize
+    from intentlab.data.batching import Collator, sorted_batches, tokenize
 
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
     ids = tokenize(tokenizer, texts, max_length)
@@ -154,7 +154,7 @@ def _export_onnx(folder: Path, tokenizer: Any, texts: list[str], max_length: int
         from transformers import AutoModelForSequenceClassification
     except ImportError:
         raise UserError("--onnx needs onnx and onnxruntime. Run: pip install 'intentlab[onnx]'.") from None
-    from intentlab.batching import Collator, sorted_batches, tokenize
+    from intentlab.data.batching import Collator, sorted_batches, tokenize
 
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
 

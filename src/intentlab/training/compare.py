@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from intentlab import config as C
-from intentlab.checkpoint import CHECKPOINT, Interrupted
 from intentlab.errors import UserError
 from intentlab.runs import is_complete
+from intentlab.training.checkpoint import CHECKPOINT, Interrupted
 
 DEFAULT_METHODS = ("baseline", "head", "lora", "dora", "ia3", "full")
 
@@ -150,7 +150,7 @@ def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list
             flush=True,
         )
     if report:
-        from intentlab.report import build_report
+        from intentlab.reporting.report import build_report
 
         build_report([out], out / "report")
         print(f"report: {out / 'report' / 'report.md'} and report.html", flush=True)

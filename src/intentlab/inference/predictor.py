@@ -32,14 +32,14 @@ class Predictor:
     @classmethod
     def from_run(cls, run: str | Path, bf16: bool | None = None, batch_size: int = 256) -> Predictor:
         """Load a run folder. bf16 defaults to what the run was trained with."""
-        from intentlab.methods import quiet_transformers
-        from intentlab.model_io import load_model
+        from intentlab.models.classifier import quiet_transformers
+        from intentlab.models.io import load_model
 
         quiet_transformers()
         run = Path(run)
         if not run.exists():
             raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
-        from intentlab.baseline import is_baseline_run
+        from intentlab.training.baseline import is_baseline_run
 
         if is_baseline_run(run):
             return BaselinePredictor(run)
@@ -48,8 +48,8 @@ class Predictor:
         return cls(load_model(run), bool(bf16), batch_size)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        from intentlab.batching import tokenize
-        from intentlab.evaluate import predict_logits
+        from intentlab.data.batching import tokenize
+        from intentlab.inference.metrics import predict_logits
 
         ids = tokenize(self.tokenizer, texts, self.max_length)
         return predict_logits(self.model, ids, self.batch_size, self.tokenizer.pad_token_id or 0, self.bf16)
@@ -71,7 +71,7 @@ class BaselinePredictor(Predictor):
     probabilities `predict` gives are a softmax of margins: they rank intents but are not calibrated."""
 
     def __init__(self, run: Path) -> None:
-        from intentlab.baseline import load_baseline
+        from intentlab.training.baseline import load_baseline
 
         self.pipeline, self.labels = load_baseline(run)
         self.info = {"method": "baseline"}
@@ -101,7 +101,7 @@ def run_dataset(run: Path, data_dir: str | None = None) -> tuple[Any, Any]:
 
 def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = None) -> dict[str, Any]:
     """Reload a run and evaluate it on `split` of the data it was trained on (same carve-out)."""
-    from intentlab.evaluate import metrics
+    from intentlab.inference.metrics import metrics
 
     run = Path(run)
     ds, cfg = run_dataset(run, data_dir)

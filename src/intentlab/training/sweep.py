@@ -106,7 +106,7 @@ def run_sweep(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from intentlab.train import train
+    from intentlab.training.loop import train
 
     tunable = [m for m in C.METHODS if m != "baseline"]
     if method not in tunable:

@@ -65,7 +65,7 @@ class Registry:
 
     # ------------------------------------------------------------------ loading
     def load(self, name: str, run: str | Path) -> Entry:
-        from intentlab.model_io import load_model, read_model_info
+        from intentlab.models.io import load_model, read_model_info
         from intentlab.runs import load_result
 
         if not NAME_RE.match(name):
@@ -98,7 +98,7 @@ class Registry:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from intentlab.methods import IntentClassifier, load_encoder, load_tokenizer
+        from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer
 
         try:
             config = PeftConfig.from_pretrained(str(folder / "adapter"))
@@ -164,7 +164,7 @@ class Registry:
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
     def logits(self, name: str, texts: list[str]) -> np.ndarray:
-        from intentlab.batching import Collator, sorted_batches, tokenize
+        from intentlab.data.batching import Collator, sorted_batches, tokenize
 
         entry = self.entries[name]
         ids = tokenize(entry.tokenizer, texts, int(entry.info.get("max_length", self.max_length)))

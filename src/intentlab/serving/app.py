@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from intentlab.errors import UserError
-from intentlab.registry import NAME_RE, Registry
+from intentlab.serving.registry import NAME_RE, Registry
 
 
 class PredictRequest(BaseModel):
@@ -177,7 +177,7 @@ def create_app(
     bf16: bool = False,
 ) -> Any:
     """The FastAPI app serving `runs` (named after their folders unless `names` is given)."""
-    from intentlab.methods import quiet_transformers
+    from intentlab.models.classifier import quiet_transformers
 
     quiet_transformers()
     limits = limits or Limits()
@@ -283,7 +283,7 @@ def create_app(
             raise HTTPException(404, f"unknown adapter {name!r}")
         await asyncio.get_running_loop().run_in_executor(batcher.executor, registry.unload, name)
 
-    page = (resources.files("intentlab") / "static" / "index.html").read_text(encoding="utf-8")
+    page = (resources.files("intentlab.serving") / "static" / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:

@@ -22,15 +22,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from intentlab import batching as B
-from intentlab import checkpoint as ckpt
 from intentlab import data as D
 from intentlab.config import Config
+from intentlab.data import batching as B
 from intentlab.errors import UserError
-from intentlab.evaluate import metrics, predict_logits
 from intentlab.hardware import default_device_type, fast_bf16
-from intentlab.measure import length_histogram, peak_memory_mb, reset_peak_rss, rss_mb, split_fingerprint
-from intentlab.methods import (
+from intentlab.inference.metrics import metrics, predict_logits
+from intentlab.models.classifier import (
     build_model,
     count_params,
     head_modules,
@@ -39,8 +37,8 @@ from intentlab.methods import (
     quiet_transformers,
     trainable_state,
 )
-from intentlab.model_io import save_model
-from intentlab.plots import training_curves
+from intentlab.models.io import save_model
+from intentlab.reporting.plots import training_curves
 from intentlab.runs import (
     CONFIG,
     METRICS,
@@ -52,7 +50,15 @@ from intentlab.runs import (
     write_jsonl_atomic,
     write_text_atomic,
 )
-from intentlab.tracking import NullTracker, make_tracker
+from intentlab.training import checkpoint as ckpt
+from intentlab.training.measure import (
+    length_histogram,
+    peak_memory_mb,
+    reset_peak_rss,
+    rss_mb,
+    split_fingerprint,
+)
+from intentlab.training.tracking import NullTracker, make_tracker
 
 STUDY_HEADER = "Epoch | Training Loss | Validation Loss | Accuracy | F1 | F1 (macro) | s/epoch | ex/s"
 

@@ -52,7 +52,7 @@ def predict_logits(
     """
     import torch
 
-    from intentlab.batching import Collator, sorted_batches
+    from intentlab.data.batching import Collator, sorted_batches
 
     collate = Collator(input_ids, None, pad_id)
     was_training = model.training

@@ -19,8 +19,7 @@ import numpy as np
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
-from intentlab.evaluate import metrics
-from intentlab.measure import peak_memory_mb, reset_peak_rss, split_fingerprint
+from intentlab.inference.metrics import metrics
 from intentlab.runs import (
     CONFIG,
     METRICS,
@@ -32,6 +31,7 @@ from intentlab.runs import (
     write_jsonl_atomic,
     write_text_atomic,
 )
+from intentlab.training.measure import peak_memory_mb, reset_peak_rss, split_fingerprint
 
 MODEL_FILE = "baseline.pkl"
 

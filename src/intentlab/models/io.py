@@ -22,7 +22,7 @@ from torch import nn
 
 from intentlab.config import Config
 from intentlab.errors import UserError
-from intentlab.methods import ADAPTER_METHODS, IntentClassifier, load_encoder, load_tokenizer
+from intentlab.models.classifier import ADAPTER_METHODS, IntentClassifier, load_encoder, load_tokenizer
 from intentlab.runs import write_json_atomic
 
 MODEL_INFO = "intentlab.json"

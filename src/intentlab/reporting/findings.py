@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from intentlab.stats import PairedResult
+from intentlab.reporting.stats import PairedResult
 
 PRETTY = {
     "full": "full fine-tuning",

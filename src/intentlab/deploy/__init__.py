@@ -1,0 +1,1 @@
+"""Deployment: export a run as a transformers folder, a peft adapter or ONNX, verified against the run."""
