@@ -75,7 +75,8 @@ def test_run_directory_contract(lora_run: Path) -> None:
 
 
 def test_reloaded_lora_predicts_exactly_as_in_training(lora_run: Path) -> None:
-    from intentlab.inference.predictor import Predictor, evaluate_run
+    from intentlab.inference.evaluate import evaluate_run
+    from intentlab.inference.predictor import Predictor
 
     result = json.loads((lora_run / "result.json").read_text())
     saved = json.loads((lora_run / "test_predictions.json").read_text())
@@ -110,7 +111,7 @@ def test_same_seed_same_metrics(tmp_path: Path, train_args: list[str]) -> None:
 
 @pytest.mark.parametrize("method", ["full", "head", "dora", "ia3"])
 def test_every_method_trains_saves_and_reloads(tmp_path: Path, train_args: list[str], method: str) -> None:
-    from intentlab.inference.predictor import evaluate_run
+    from intentlab.inference.evaluate import evaluate_run
 
     out = train_run(tmp_path, train_args, method)
     result = json.loads((out / "result.json").read_text())
@@ -152,6 +153,6 @@ def test_early_stopping_restores_best_epoch(tmp_path: Path, train_args: list[str
     assert result["train"]["best_epoch"] == best["epoch"]
     if result["train"]["stopped_early"]:
         assert len(rows) == best["epoch"] + 1
-    from intentlab.inference.predictor import evaluate_run
+    from intentlab.inference.evaluate import evaluate_run
 
     assert evaluate_run(out, split="validation")["accuracy"] == best["val_accuracy"]

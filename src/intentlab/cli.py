@@ -59,14 +59,16 @@ def add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> No
             p.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_)
 
 
-def config_from_args(args: argparse.Namespace, skip: Sequence[str] = ()) -> C.Config:
-    flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", *skip)}
+def config_from_args(args: argparse.Namespace) -> C.Config:
+    flags = {name: getattr(args, name, None) for name in C.FIELDS if name != "method"}
     return C.resolve(args.method, args.config, flags)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from intentlab.models.methods import trainer
+
     if args.resume:
-        from intentlab.training.loop import resume_config, train
+        from intentlab.training.loop import resume_config
 
         run = args.resume if isinstance(args.resume, str) else args.out
         if not run:
@@ -76,21 +78,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--resume continues a run with its recorded config; drop --method/--config/--overwrite."
             )
         flags = {name: getattr(args, name, None) for name in C.FIELDS if name != "method"}
-        args.out = run
-        result = train(resume_config(run, flags), run, resume=True)
-        return _print_result(result, run)
+        cfg = resume_config(run, flags)
+        return _print_result(trainer(cfg.method)(cfg, run, resume=True), run)
     if not args.out:
         raise UserError("--out is required: the run folder to create.")
     cfg = config_from_args(args)
-    if cfg.method == "baseline":
-        from intentlab.training.baseline import train_baseline
-
-        result = train_baseline(cfg, args.out, overwrite=args.overwrite)
-    else:
-        from intentlab.training.loop import train
-
-        result = train(cfg, args.out, overwrite=args.overwrite)
-    return _print_result(result, args.out)
+    return _print_result(trainer(cfg.method)(cfg, args.out, overwrite=args.overwrite), args.out)
 
 
 def _print_result(result: dict, out: str) -> int:
@@ -106,7 +99,7 @@ def _print_result(result: dict, out: str) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from intentlab.inference.predictor import evaluate_run
+    from intentlab.inference.evaluate import evaluate_run
 
     m = evaluate_run(args.run, split=args.split, data_dir=args.data_dir)
     if args.json:
@@ -194,7 +187,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         admin_token=args.admin_token,
         runs_root=args.runs_root,
         limits=limits,
-        bf16=bool(args.bf16),
+        bf16=args.bf16,
     )
     return 0
 
@@ -330,7 +323,10 @@ def build_parser() -> Parser:
         "--max-body-bytes", type=int, default=256 * 1024, help="request body bytes [default: 262144]"
     )
     p.add_argument(
-        "--bf16", action="store_true", help="bf16 autocast for inference (only on hardware with fast bf16)"
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast for inference; default: as each run was trained, where this machine has fast bf16",
     )
     p.set_defaults(func=cmd_serve)
 

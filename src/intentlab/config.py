@@ -22,8 +22,9 @@ from typing import Any
 import yaml
 
 from intentlab.errors import UserError
+from intentlab.models.methods import NAMES, get
 
-METHODS = ("full", "lora", "dora", "ia3", "head", "baseline")
+METHODS = NAMES  # the method table's names (models/methods.py)
 POOLINGS = ("mean", "cls")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -92,6 +93,9 @@ class Config:
         "adapted modules (name suffixes, comma-separated), or all-linear for every encoder linear layer",
     )
     feedforward_modules: list[str] = _f(["output.dense"], "IA3: which targets are feed-forward layers")
+    peft_options: dict[str, Any] | None = _f(
+        None, "extra keyword arguments of the method's peft config (YAML mapping, or key=value,key=value)"
+    )
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict[str, Any]:
@@ -114,7 +118,8 @@ def field_kind(name: str) -> type:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is not list and args:  # Optional[X]
         hint = args[0]
-    return list if typing.get_origin(hint) is list else hint
+    origin = typing.get_origin(hint)
+    return list if origin is list else dict if origin is dict else hint
 
 
 def _optional(name: str) -> bool:
@@ -144,6 +149,8 @@ def coerce(name: str, value: Any) -> Any:
         if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in items):
             raise ValueError(f"expected a list of names, got {value!r}")
         return [str(v).strip() for v in items if str(v).strip()]
+    if kind is dict:
+        return _mapping(value)
     if kind is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(f"expected an integer, got {value!r}")
@@ -161,6 +168,20 @@ def coerce(name: str, value: Any) -> Any:
     if isinstance(value, list | dict | bool):
         raise ValueError(f"expected text, got {value!r}")
     return str(value)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A YAML mapping, or `key=value,key=value` from the command line (values parsed as YAML scalars)."""
+    if isinstance(value, str):
+        pairs = [p for p in value.split(",") if p.strip()]
+        if not all("=" in p for p in pairs):
+            raise ValueError(f"expected key=value,key=value, got {value!r}")
+        value = {k.strip(): yaml.safe_load(v.strip()) for k, v in (p.split("=", 1) for p in pairs)}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+        raise ValueError(f"expected a mapping of names to values, got {value!r}")
+    if not all(v is None or isinstance(v, str | int | float | bool | list) for v in value.values()):
+        raise ValueError(f"expected plain values (numbers, text, lists), got {value!r}")
+    return dict(value)
 
 
 def _suggest(key: str) -> str:
@@ -287,7 +308,7 @@ def validate(cfg: Config) -> None:
     for name in ("dropout", "lora_dropout", "encoder_dropout"):
         if finite(name):
             need(0 <= getattr(cfg, name) < 1, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
-    if cfg.method in ("lora", "dora", "ia3"):
+    if cfg.method in METHODS and get(cfg.method).needs_targets:
         need(bool(cfg.target_modules), f"{cfg.method} needs target_modules (e.g. query,value or all-linear)")
     if p:
         raise UserError("invalid config: " + "; ".join(p) + ".")

@@ -175,6 +175,18 @@ def provenance() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- reading runs
+def read_config(run: str | Path) -> Any:
+    """The recorded `config.yaml` of a run as a validated `Config` (every reader goes through here)."""
+    from intentlab.config import Config, merge, read_yaml
+
+    path = Path(run) / CONFIG
+    if not path.is_file():
+        raise UserError(
+            f"{run} is not a run folder (no {CONFIG}). Pass a folder written by `intentlab train`."
+        )
+    return merge(Config(), read_yaml(path), str(path))
+
+
 def load_result(run: str | Path) -> dict[str, Any]:
     """result.json of a complete run; a missing, incomplete or newer-schema run is a UserError."""
     run = Path(run)

@@ -26,12 +26,6 @@ from intentlab.errors import UserError
 PROB_TOLERANCE = 1e-4
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64) - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def write_hf_folder(model: Any, tokenizer: Any, labels: list[str], info: dict[str, Any], out: Path) -> None:
     """Save an (unwrapped) IntentClassifier as a transformers folder with its modeling code."""
     import torch  # noqa: F401  (safetensors.torch needs it)
@@ -71,42 +65,51 @@ def export_run(
     overwrite: bool = False,
     data_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Export and verify; returns {'kind', 'max_prob_diff', 'argmax_equal', 'n', 'tolerance'}."""
-    from intentlab.inference.predictor import Predictor, run_dataset
+    """Export and verify; returns {'kind', 'max_prob_diff', 'argmax_equal', 'n', 'tolerance'}.
+
+    The reference is the run itself, loaded unmerged, in fp32 on the CPU; the export is loaded back
+    from the folder just written (never the in-memory model) and scored on the run's test split.
+    """
+    from intentlab.inference.engine import Placement, TorchBackend, softmax
+    from intentlab.inference.evaluate import run_dataset
     from intentlab.models.io import load_model
     from intentlab.runs import RunDir
 
     run, out = Path(run), Path(out)
     run_dir = RunDir(out, overwrite)
     ds, cfg = run_dataset(run, data_dir)
-    ref = Predictor.from_run(run, bf16=False)  # fp32 reference, unmerged
-    texts = ds.test.texts
-    ref_probs = _softmax(ref.logits(texts))
+    fp32 = Placement.for_this_machine("cpu", bf16=False)
     loaded = load_model(run)
+    ref = TorchBackend(loaded.model, loaded.tokenizer, cfg.max_length, fp32)
+    ids = ref.encode(ds.test.texts)
+    ref_probs = softmax(ref.run_ids(ids).logits)
     is_adapter = loaded.info["weights"] == "adapter"
+    if onnx and is_adapter and not merge:
+        raise UserError("--onnx needs a merged model. Add --merge.")
     target = run_dir.claim()
     try:
         if is_adapter and not merge:
             kind = "peft adapter (unmerged)"
             shutil.copytree(run / "model", target, dirs_exist_ok=True)
-            probs = _softmax(Predictor.from_run(run, bf16=False).logits(texts))
+            again = load_model(target)  # the exported folder, loaded on its own
         else:
             kind = "merged transformers model" if is_adapter else "transformers model"
             model = loaded.model.merge_and_unload() if is_adapter else loaded.model
             write_hf_folder(model, loaded.tokenizer, loaded.labels, loaded.info, target)
-            probs = _softmax(_hf_logits(target, loaded.tokenizer, texts, cfg.max_length))
+            again = _load_hf(target)
+        probs = softmax(TorchBackend(again.model, loaded.tokenizer, cfg.max_length, fp32).run_ids(ids).logits)
+        probs_onnx_diff = None
         if onnx:
-            if is_adapter and not merge:
-                raise UserError("--onnx needs a merged model. Add --merge.")
-            onnx_probs = _softmax(_export_onnx(target, loaded.tokenizer, texts, cfg.max_length))
-            probs_onnx_diff = float(np.abs(onnx_probs - ref_probs).max())
-        else:
-            probs_onnx_diff = None
+            from intentlab.inference.onnx import OnnxBackend
+
+            _export_onnx(target, loaded.tokenizer)
+            onnx_backend = OnnxBackend(target / "model.onnx", loaded.tokenizer, cfg.max_length)
+            probs_onnx_diff = float(np.abs(softmax(onnx_backend.run_ids(ids).logits) - ref_probs).max())
         diff = float(np.abs(probs - ref_probs).max())
         same = bool((probs.argmax(1) == ref_probs.argmax(1)).all())
         report = {
             "kind": kind,
-            "n": len(texts),
+            "n": len(ids),
             "max_prob_diff": diff,
             "argmax_equal": same,
             "tolerance": PROB_TOLERANCE,
@@ -129,34 +132,25 @@ def export_run(
     return report
 
 
-def _hf_logits(folder: Path, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
-    """Logits from the exported folder loaded through plain transformers."""
-    import torch
+def _load_hf(folder: Path) -> Any:
+    """The exported transformers folder, loaded through plain transformers."""
+    from types import SimpleNamespace
+
     from transformers import AutoModelForSequenceClassification
 
-    from intentlab.data.batching import Collator, sorted_batches, tokenize
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
-    ids = tokenize(tokenizer, texts, max_length)
-    collate = Collator(ids, None, tokenizer.pad_token_id or 0)
-    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
-    with torch.inference_mode():
-        for idx in sorted_batches([len(s) for s in ids], 256):
-            out[idx] = model(**collate(idx)).logits.float().numpy()
-    return out
+    return SimpleNamespace(
+        model=AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    )
 
 
-def _export_onnx(folder: Path, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
-    """Write model.onnx and return its logits on `texts` (onnxruntime)."""
-    try:
-        import onnxruntime as ort
-        import torch
-        from transformers import AutoModelForSequenceClassification
-    except ImportError:
-        raise UserError("--onnx needs onnx and onnxruntime. Run: pip install 'intentlab[onnx]'.") from None
-    from intentlab.data.batching import Collator, sorted_batches, tokenize
+def _export_onnx(folder: Path, tokenizer: Any) -> Path:
+    """Write `folder/model.onnx` from the exported transformers folder (dynamic batch and sequence)."""
+    from intentlab.inference.onnx import import_onnxruntime
 
-    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    import_onnxruntime()
+    import torch
+
+    model = _load_hf(folder).model
 
     class Logits(torch.nn.Module):
         def __init__(self, m: Any) -> None:
@@ -183,11 +177,4 @@ def _export_onnx(folder: Path, tokenizer: Any, texts: list[str], max_length: int
         opset_version=17,
         dynamo=False,
     )
-    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    ids = tokenize(tokenizer, texts, max_length)
-    collate = Collator(ids, None, tokenizer.pad_token_id or 0)
-    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
-    for idx in sorted_batches([len(s) for s in ids], 256):
-        b = collate(idx)
-        out[idx] = session.run(["logits"], {k: b[k].numpy() for k in ("input_ids", "attention_mask")})[0]
-    return out
+    return folder / "model.onnx"

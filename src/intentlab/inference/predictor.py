@@ -3,7 +3,8 @@
     p = Predictor.from_run("runs/lora")
     p.predict(["I lost my card"], top_k=3)   # [[("lost_or_stolen_card", 0.97), ...]]
 
-`evaluate_run()` re-evaluates a run on its recorded data split, exactly as training did.
+`predict_file()` streams a CSV/JSONL file through it. Inference goes through the one path of
+`inference/engine.py`; a TF-IDF baseline run is a second backend behind the same interface.
 """
 
 from __future__ import annotations
@@ -15,25 +16,32 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
+from intentlab.inference.engine import Backend, Outputs, Placement, TorchBackend, softmax
+from intentlab.inference.engine import top_k as top_pairs
+from intentlab.runs import read_config
 
 
 class Predictor:
-    """A loaded run: batch prediction sorted by length, in inference mode."""
+    """A loaded run: labels, run info and an inference backend."""
 
-    def __init__(self, loaded: Any, bf16: bool = False, batch_size: int = 256) -> None:
-        self.model = loaded.model
-        self.tokenizer = loaded.tokenizer
-        self.labels: list[str] = loaded.labels
-        self.info: dict[str, Any] = loaded.info
-        self.bf16 = bf16
-        self.batch_size = batch_size
-        self.max_length = int(self.info.get("max_length", 128))
+    def __init__(self, backend: Backend, labels: list[str], info: dict[str, Any]) -> None:
+        self.backend = backend
+        self.labels = labels
+        self.info = info
+        # False for SVM margins: a softmax of them ranks intents but is no probability (no loss either)
+        self.probabilistic = not getattr(backend, "margins", False)
 
     @classmethod
-    def from_run(cls, run: str | Path, bf16: bool | None = None, batch_size: int = 256) -> Predictor:
-        """Load a run folder. bf16 defaults to what the run was trained with."""
+    def from_run(
+        cls,
+        run: str | Path,
+        bf16: bool | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
+    ) -> Predictor:
+        """Load a run folder. Precision: bf16 only where the run was trained in bf16 (or `bf16` asks for
+        it) and this machine runs it fast; otherwise fp32."""
         from intentlab.models.classifier import quiet_transformers
-        from intentlab.models.io import load_model
 
         quiet_transformers()
         run = Path(run)
@@ -42,79 +50,52 @@ class Predictor:
         from intentlab.training.baseline import is_baseline_run
 
         if is_baseline_run(run):
-            return BaselinePredictor(run)
+            backend = BaselineBackend(run)
+            return cls(backend, backend.labels, {"method": "baseline"})
+        from intentlab.models.io import load_model
+
+        loaded = load_model(run)
         if bf16 is None:
-            bf16 = _run_config(run).get("bf16", False)
-        return cls(load_model(run), bool(bf16), batch_size)
+            bf16 = bool(read_config(run).bf16)
+        placement = Placement.for_this_machine(device, bf16=bf16)
+        backend = TorchBackend(
+            loaded.model,
+            loaded.tokenizer,
+            int(loaded.info.get("max_length", 128)),
+            placement,
+            **({"batch_size": batch_size} if batch_size else {}),
+        )
+        return cls(backend, loaded.labels, loaded.info)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        from intentlab.data.batching import tokenize
-        from intentlab.inference.metrics import predict_logits
+        return self.backend.run(texts).logits
 
-        ids = tokenize(self.tokenizer, texts, self.max_length)
-        return predict_logits(self.model, ids, self.batch_size, self.tokenizer.pad_token_id or 0, self.bf16)
+    def outputs(self, texts: Sequence[str], features: bool = False) -> Outputs:
+        return self.backend.run(texts, features)
 
     def predict(self, texts: Sequence[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
         """For each text, the top_k (label, probability) pairs, most likely first."""
         if not texts:
             return []
-        z = self.logits(texts).astype(np.float64)
-        probs = np.exp(z - z.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
-        k = max(1, min(top_k, len(self.labels)))
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [[(self.labels[j], float(probs[i, j])) for j in row] for i, row in enumerate(top)]
+        return top_pairs(softmax(self.logits(texts)), self.labels, top_k)
 
 
-class BaselinePredictor(Predictor):
-    """A TF-IDF + linear SVM run behind the same interface. Its "logits" are SVM margins, so the
+class BaselineBackend:
+    """A TF-IDF + linear SVM run behind the backend interface. Its "logits" are SVM margins, so the
     probabilities `predict` gives are a softmax of margins: they rank intents but are not calibrated."""
+
+    margins = True
 
     def __init__(self, run: Path) -> None:
         from intentlab.training.baseline import load_baseline
 
         self.pipeline, self.labels = load_baseline(run)
-        self.info = {"method": "baseline"}
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.pipeline.decision_function(list(texts)), dtype=np.float64)
+    def run_ids(self, ids: list[list[int]], features: bool = False) -> Outputs:
+        raise UserError("a TF-IDF baseline run reads texts, not token ids.")
 
-
-def _run_config(run: Path) -> dict[str, Any]:
-    from intentlab.config import read_yaml
-
-    path = run / "config.yaml"
-    return read_yaml(path) if path.is_file() else {}
-
-
-def run_dataset(run: Path, data_dir: str | None = None) -> tuple[Any, Any]:
-    """The dataset (same split) and config a run was trained with."""
-    from intentlab.config import Config, merge
-    from intentlab.data import dataset_for
-    from intentlab.runs import load_result
-
-    load_result(run)  # refuses incomplete or foreign runs with a clear message
-    cfg = merge(Config(), _run_config(run), f"{run}/config.yaml")
-    ds = dataset_for(cfg, data_dir)
-    return ds, cfg
-
-
-def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = None) -> dict[str, Any]:
-    """Reload a run and evaluate it on `split` of the data it was trained on (same carve-out)."""
-    from intentlab.inference.metrics import metrics
-
-    run = Path(run)
-    ds, cfg = run_dataset(run, data_dir)
-    predictor = Predictor.from_run(run, bf16=cfg.bf16, batch_size=cfg.eval_batch_size)
-    if predictor.labels != ds.labels:
-        raise UserError(
-            f"the labels of {run} differ from those of its data now. Evaluate on the data it was trained on."
-        )
-    part = ds.split(split)
-    scores = metrics(ds.ids(part), predictor.logits(part.texts), ds.labels)
-    if isinstance(predictor, BaselinePredictor):
-        scores["loss"] = None  # SVM margins are not probabilities: no cross-entropy (as in training)
-    return scores
+    def run(self, texts: Sequence[str], features: bool = False) -> Outputs:
+        return Outputs(np.asarray(self.pipeline.decision_function(list(texts)), dtype=np.float64))
 
 
 def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:

@@ -1,15 +1,18 @@
-"""Models: an encoder plus a pooled classifier head, with the fine-tuning method applied through peft.
+"""The model: an encoder plus a pooled classifier head, with the run's method applied (method table).
 
-`build_model(cfg, num_labels)` returns a ready-to-train model for every method:
+`build_model(cfg, num_labels)` returns a ready-to-train model for every method. What trains follows
+the method's storage kind in `models/methods.py`:
 
 - `full`: every weight trains.
-- `lora` / `dora`: peft `LoraConfig` (`use_dora=True` for DoRA) on `target_modules`.
-- `ia3`: peft `IA3Config`.
 - `head`: the encoder is frozen; only the classifier (and pooler, with `[CLS]` pooling) trains.
+- `adapter`: the method's peft config (LoRA, DoRA, IA3, ...) wraps the model through `get_peft_model`.
 
 The classifier (and the pooler, when trained) is in peft's `modules_to_save`, so it is saved with the
 adapter and restored on reload — the bug peft users hit most. Full fine-tuning is "a run without an
 adapter config": the same loop, the same head.
+
+`pool()` is the one pooling function: the classifier, the serving registry's shared-base views and
+the exported transformers code all pool through it (or a copy of it kept in sync by a test).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from intentlab.config import DEFAULT_MODEL, Config
 from intentlab.errors import UserError
-
-ADAPTER_METHODS = ("lora", "dora", "ia3")
+from intentlab.models.methods import PeftContext, get
 
 
 def quiet_transformers() -> None:
@@ -55,7 +59,7 @@ def load_tokenizer(name: str) -> Any:
 
     path = resolve_model_path(name)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise UserError(
             f"cannot load model {name!r} ({str(e).splitlines()[0][:160]}). "
@@ -70,9 +74,9 @@ def load_encoder(name: str, pooling: str, config_only: bool = False) -> nn.Modul
     path = resolve_model_path(name)
     try:
         if config_only:
-            encoder = AutoModel.from_config(AutoConfig.from_pretrained(path))
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(path, trust_remote_code=False))
         else:
-            encoder = AutoModel.from_pretrained(path)
+            encoder = AutoModel.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise UserError(
             f"cannot load model {name!r} ({str(e).splitlines()[0][:160]}). "
@@ -83,8 +87,23 @@ def load_encoder(name: str, pooling: str, config_only: bool = False) -> nn.Modul
     return encoder
 
 
+def pool(
+    hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, pooler: nn.Module | None = None
+) -> torch.Tensor:
+    """Sentence vector from token states: the mean over real tokens, or `pooler` over [CLS] (BERT)."""
+    if pooling == "cls":
+        return pooler(hidden) if pooler is not None else hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
 class IntentClassifier(nn.Module):
-    """encoder -> pooling (mean of token states, or the BERT pooler over [CLS]) -> dropout -> linear."""
+    """encoder -> pooling (mean of token states, or the BERT pooler over [CLS]) -> dropout -> linear.
+
+    `features()` gives the pooled sentence vectors (what out-of-scope scorers use), `classify()` turns
+    them into logits; `forward()` is both, and with `labels` also the loss, as transformers models do
+    (peft's AdaLoRA adds its regulariser to that loss).
+    """
 
     def __init__(
         self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1
@@ -98,16 +117,28 @@ class IntentClassifier(nn.Module):
         nn.init.normal_(self.classifier.weight, std=encoder.config.initializer_range)
         nn.init.zeros_(self.classifier.bias)
 
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            pooler = getattr(self.encoder, "pooler", None)
-            return pooler(hidden) if pooler is not None else hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> torch.Tensor:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.classifier(self.dropout(self.pool(hidden, attention_mask)))
+        return pool(hidden, attention_mask, self.pooling, getattr(self.encoder, "pooler", None))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(features))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        loss_scale: torch.Tensor | float = 1.0,
+        **_: Any,
+    ) -> SequenceClassifierOutput:
+        """Logits; with `labels`, also `loss` = summed cross-entropy x `loss_scale` (the loop passes
+        processes / global batch, so the loss is this process's share of the global batch mean)."""
+        logits = self.classify(self.features(input_ids, attention_mask))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float(), labels, reduction="sum") * loss_scale
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 def head_modules(cfg: Config) -> list[str]:
@@ -130,31 +161,26 @@ def expand_targets(model: nn.Module, targets: list[str]) -> list[str]:
     return sorted(names)
 
 
-def peft_config(cfg: Config, model: nn.Module) -> Any:
-    """The peft config for an adapter method (lora, dora, ia3)."""
-    from peft import IA3Config, LoraConfig
-
-    targets = expand_targets(model, cfg.target_modules)
-    common = {"modules_to_save": head_modules(cfg)}
-    if cfg.method == "ia3":
-        ff = [m for m in cfg.feedforward_modules if m in targets]
-        return IA3Config(target_modules=targets, feedforward_modules=ff, **common)
-    return LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=targets,
-        use_dora=cfg.method == "dora",
-        **common,
-    )
+def peft_config(cfg: Config, model: nn.Module, total_steps: int = 1) -> Any:
+    """The peft config of an adapter method, built by its entry in the method table."""
+    build = get(cfg.method).peft
+    assert build is not None, f"{cfg.method} is not an adapter method"
+    ctx = PeftContext(expand_targets(model, cfg.target_modules), head_modules(cfg), total_steps)
+    try:
+        return build(cfg, ctx)
+    except (TypeError, ValueError) as e:
+        raise UserError(
+            f"{cfg.method}: bad adapter settings ({str(e).splitlines()[0][:200]}). Check peft_options and the lora_* settings."
+        ) from None
 
 
-def apply_method(cfg: Config, model: IntentClassifier) -> nn.Module:
-    """Freeze/unfreeze or wrap `model` for cfg.method; returns the model to train."""
-    if cfg.method == "full":
+def apply_method(cfg: Config, model: IntentClassifier, total_steps: int = 1) -> nn.Module:
+    """Freeze/unfreeze or wrap `model` as the method's storage kind says; returns the model to train."""
+    storage = get(cfg.method).storage
+    if storage == "full":
         model.requires_grad_(True)
         return model
-    if cfg.method == "head":
+    if storage == "head":
         model.requires_grad_(False)
         for name in head_modules(cfg):
             module = model.classifier if name == "classifier" else model.encoder.pooler
@@ -162,8 +188,9 @@ def apply_method(cfg: Config, model: IntentClassifier) -> nn.Module:
         return model
     from peft import get_peft_model
 
+    config = peft_config(cfg, model, total_steps)
     try:
-        return get_peft_model(model, peft_config(cfg, model))
+        return get_peft_model(model, config)
     except ValueError as e:
         raise UserError(
             f"{cfg.method}: {str(e).splitlines()[0][:200]}. Check target_modules against the model's layer names."
@@ -177,14 +204,15 @@ def set_dropout(module: nn.Module, p: float) -> None:
             m.p = p
 
 
-def build_model(cfg: Config, num_labels: int) -> nn.Module:
-    """Encoder + head from pretrained weights, with the method applied."""
+def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module:
+    """Encoder + head from pretrained weights, with the method applied (`total_steps`: the run's
+    optimizer steps, for methods whose schedule depends on it)."""
     encoder = load_encoder(cfg.model, cfg.pooling)
     if cfg.encoder_dropout is not None:
         set_dropout(encoder, cfg.encoder_dropout)
     model = IntentClassifier(encoder, num_labels, cfg.pooling, cfg.dropout)
     model.name_or_path = cfg.model  # peft records it as the adapter's base_model_name_or_path
-    return apply_method(cfg, model)
+    return apply_method(cfg, model, total_steps)
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

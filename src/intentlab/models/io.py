@@ -22,7 +22,8 @@ from torch import nn
 
 from intentlab.config import Config
 from intentlab.errors import UserError
-from intentlab.models.classifier import ADAPTER_METHODS, IntentClassifier, load_encoder, load_tokenizer
+from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer
+from intentlab.models.methods import get
 from intentlab.runs import write_json_atomic
 
 MODEL_INFO = "intentlab.json"
@@ -52,18 +53,16 @@ def save_model(model: nn.Module, cfg: Config, tokenizer: Any, labels: list[str],
     tmp.mkdir(parents=True)
     tokenizer.save_pretrained(tmp)
     write_json_atomic(tmp / "labels.json", {"labels": list(labels)})
-    if cfg.method in ADAPTER_METHODS:
+    weights = get(cfg.method).storage
+    if weights == "adapter":
         # embeddings are never resized, so skip peft's vocabulary check (a hub lookup, even offline)
         model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
-        weights = "adapter"
-    elif cfg.method == "full":
+    elif weights == "full":
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
         model.encoder.config.save_pretrained(tmp / "encoder")
-        weights = "full"
     else:
         state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
         save_file(state, tmp / "head.safetensors")
-        weights = "head"
     info = {
         "schema_version": 1,
         "method": cfg.method,

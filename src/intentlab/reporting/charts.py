@@ -6,26 +6,20 @@ writes one PNG. Methods keep the same colour in every chart.
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from intentlab.models import methods as M
 from intentlab.reporting.plots import _pyplot
-
-PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
-
-
-KNOWN = ["baseline", "head", "ia3", "lora", "dora", "full"]
 
 
 def colours(names: list[str]) -> dict[str, str]:
-    """A colour per method name that does not depend on which other methods a chart shows."""
-    return {
-        n: PALETTE[KNOWN.index(n) if n in KNOWN else len(KNOWN) + zlib.crc32(n.encode()) % 2] for n in names
-    }
+    """A colour per method name (from the method table) that does not depend on which other methods a
+    chart shows; plan variants that are not methods get a stable grey or blue."""
+    return {n: M.colour(n) for n in names}
 
 
 def _save(fig: Any, out: Path) -> Path:

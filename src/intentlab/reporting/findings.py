@@ -8,20 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from intentlab.models import methods as M
 from intentlab.reporting.stats import PairedResult
-
-PRETTY = {
-    "full": "full fine-tuning",
-    "lora": "LoRA",
-    "dora": "DoRA",
-    "ia3": "IA3",
-    "head": "the frozen encoder + head",
-    "baseline": "the TF-IDF baseline",
-}
 
 
 def pretty(name: str) -> str:
-    return PRETTY.get(name, name)
+    """How a sentence names a method, or a plan variant by its own name."""
+    return M.prose(name)
 
 
 def _cap(s: str) -> str:
@@ -71,19 +64,18 @@ def versus(a: dict[str, Any], b: dict[str, Any], test: PairedResult | None) -> s
 def findings(summary: list[dict[str, Any]], tests: dict[tuple[str, str], PairedResult]) -> list[str]:
     """The report's findings, most important first."""
     by_method = {r["method"]: r for r in summary}
+    floor_method = M.floor_of(by_method)
     out = []
     best = max(summary, key=lambda r: r["test_accuracy"][0])
     out.append(
         f"The most accurate method was {pretty(best['name'])}: {100 * best['test_accuracy'][0]:.2f}% test accuracy, "
         f"macro-F1 {100 * best['test_f1_macro'][0]:.2f}% (mean of {best['n']} seed{'s' if best['n'] > 1 else ''})."
     )
-    if "lora" in by_method and "full" in by_method:
-        a, b = by_method["lora"], by_method["full"]
-        out.append(versus(a, b, tests.get((a["name"], b["name"]))))
-    if "dora" in by_method and "lora" in by_method:
-        a, b = by_method["dora"], by_method["lora"]
-        out.append(versus(a, b, tests.get((a["name"], b["name"]))))
-    base = by_method.get("baseline")
+    for ma, mb in M.pairs(by_method):
+        if mb != floor_method:
+            a, b = by_method[ma], by_method[mb]
+            out.append(versus(a, b, tests.get((a["name"], b["name"]))))
+    base = by_method.get(floor_method) if floor_method else None
     if base:
         floor = base["test_accuracy"][0]
         for r in summary:
@@ -101,7 +93,11 @@ def findings(summary: list[dict[str, Any]], tests: dict[tuple[str, str], PairedR
                     f"against {100 * floor:.2f}% ({d:+.2f} points){_verdict(t)}; on this data it is not worth its compute."
                 )
     timed = [
-        r for r in summary if r["method"] != "baseline" and r["epoch_seconds"][0] == r["epoch_seconds"][0]
+        r
+        for r in summary
+        if r["method"] in M.METHODS
+        and M.get(r["method"]).encoder
+        and r["epoch_seconds"][0] == r["epoch_seconds"][0]
     ]
     fast = min(timed, key=lambda r: r["epoch_seconds"][0], default=None)
     slow = max(timed, key=lambda r: r["epoch_seconds"][0], default=None)

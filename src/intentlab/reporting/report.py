@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
-from intentlab.reporting import charts as charts
+from intentlab.models import methods as M
+from intentlab.reporting import charts
 from intentlab.reporting.document import Doc
-from intentlab.reporting.findings import findings, pretty
+from intentlab.reporting.findings import findings
 from intentlab.reporting.stats import PairedResult, compare_predictions
 from intentlab.runs import CONFIG, PREDICTIONS, RESULT, load_result
 
-METHOD_ORDER = ("baseline", "head", "ia3", "lora", "dora", "full")
 SUMMARY_KEYS = {
     "test_accuracy": ("test", "accuracy"),
     "test_f1_macro": ("test", "f1_macro"),
@@ -104,8 +104,7 @@ def group(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
         groups.setdefault(r.name, []).append(r)
 
     def order(name: str) -> tuple[int, str]:
-        method = groups[name][0].result["run"]["method"]
-        return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), name)
+        return (M.order(groups[name][0].result["run"]["method"]), name)
 
     return {k: groups[k] for k in sorted(groups, key=order)}
 
@@ -140,15 +139,12 @@ def summarize(groups: dict[str, list[RunRecord]]) -> list[dict[str, Any]]:
 
 
 def paired_tests(groups: dict[str, list[RunRecord]]) -> dict[tuple[str, str], PairedResult]:
-    """LoRA vs full, and every method vs the baseline, on test predictions."""
+    """The method table's pairs (e.g. LoRA vs full) and every method vs the baseline, on test predictions."""
     by_method = {g[0].result["run"]["method"]: name for name, g in groups.items()}
-    pairs = []
-    if "lora" in by_method and "full" in by_method:
-        pairs.append((by_method["lora"], by_method["full"]))
-    if "dora" in by_method and "lora" in by_method:
-        pairs.append((by_method["dora"], by_method["lora"]))
-    if "baseline" in by_method:
-        pairs += [(name, by_method["baseline"]) for name in groups if name != by_method["baseline"]]
+    pairs = [(by_method[a], by_method[b]) for a, b in M.pairs(by_method)]
+    if M.floor_of(by_method):
+        floor = by_method[M.floor_of(by_method)]  # type: ignore[index]
+        pairs += [(n, floor) for n in groups if n != floor and (n, floor) not in pairs]
     out = {}
     for a, b in pairs:
         ra, rb = groups[a], groups[b]
@@ -305,7 +301,7 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     }
     if curve_groups:
         doc.img(charts.curves(curve_groups, figs / "curves.png"), "validation accuracy and loss per epoch")
-        base_val = next((s["best_val_accuracy"][0] for s in summary if s["method"] == "baseline"), None)
+        base_val = next((s["best_val_accuracy"][0] for s in summary if M.floor_of([s["method"]])), None)
         doc.img(
             charts.accuracy_vs_time(curve_groups, base_val, figs / "accuracy_vs_time.png"),
             "validation accuracy against wall-clock time",
@@ -355,14 +351,7 @@ def _per_class_charts(doc: Doc, groups: dict[str, list[RunRecord]], figs: Path) 
     by_method = {g[0].result["run"]["method"]: n for n, g in groups.items()}
     best = max((r for g in groups.values() for r in g), key=lambda r: r.result["test"]["accuracy"])
     labels = best.preds["labels"] if best.preds else None
-    pair = next(
-        (
-            (a, b)
-            for a, b in (("lora", "full"), ("head", "full"), ("lora", "baseline"))
-            if a in by_method and b in by_method
-        ),
-        None,
-    )
+    pair = next(iter(M.pairs(by_method)), None)
     if pair and labels:
         a, b = by_method[pair[0]], by_method[pair[1]]
 
@@ -418,4 +407,4 @@ def _dataset_section(doc: Doc, dataset: dict[str, Any], figs: Path) -> None:
         )
 
 
-__all__ = ["build_report", "discover", "pretty", "summarize"]
+__all__ = ["build_report", "discover", "summarize"]

@@ -174,7 +174,7 @@ def create_app(
     admin_token: str | None = None,
     runs_root: str | None = None,
     limits: Limits | None = None,
-    bf16: bool = False,
+    bf16: bool | None = None,
 ) -> Any:
     """The FastAPI app serving `runs` (named after their folders unless `names` is given)."""
     from intentlab.models.classifier import quiet_transformers

@@ -13,7 +13,7 @@ import copy
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,34 @@ import torch
 from torch import nn
 
 from intentlab.errors import UserError
+from intentlab.inference.engine import Placement, TorchBackend, softmax, top_k
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class SharedAdapterView(nn.Module):
+    """One adapter of a shared base, seen as a classifier: switches the base to its adapter, pools
+    with the one pooling function and applies its own head (classifier, and pooler when trained)."""
+
+    def __init__(self, base: Any, name: str, head: nn.ModuleDict, pooling: str) -> None:
+        super().__init__()
+        self.base = [base]  # a list: not a registered submodule (the base is shared, not owned)
+        self.adapter = name
+        self.head = head
+        self.pooling = pooling
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        from intentlab.models.classifier import pool
+
+        base = self.base[0]
+        base.set_adapter(self.adapter)
+        encoder = base.base_model.model.encoder
+        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooler = self.head["pooler"] if "pooler" in self.head else getattr(encoder, "pooler", None)
+        return pool(hidden, attention_mask, self.pooling, pooler)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head["classifier"](features)
 
 
 @dataclass
@@ -32,11 +58,9 @@ class Entry:
     run: Path
     info: dict[str, Any]
     labels: list[str]
-    tokenizer: Any
     result: dict[str, Any]
     shared_key: tuple[str, ...] | None  # set for adapters on a shared base
-    model: nn.Module | None = None  # full/head runs: their own model
-    head: nn.ModuleDict = field(default_factory=nn.ModuleDict)  # adapters: classifier (+ pooler)
+    backend: TorchBackend  # the one inference path, over the run's model or its view of a shared base
 
     def describe(self) -> dict[str, Any]:
         run = self.result.get("run", {})
@@ -56,12 +80,19 @@ class Entry:
 class Registry:
     """Load, unload and run named adapters; thread-safe for loading, single-threaded for inference."""
 
-    def __init__(self, bf16: bool = False, max_length: int = 128) -> None:
+    def __init__(self, bf16: bool | None = None, device: str | None = None) -> None:
         self.entries: dict[str, Entry] = {}
         self.bases: dict[tuple[str, ...], Any] = {}  # shared key -> PeftModel holding many adapters
-        self.bf16 = bf16
-        self.max_length = max_length
+        self.bf16 = bf16  # None: each run's recorded precision, where this machine runs it fast
+        self.device = device
         self.lock = threading.RLock()
+
+    def _backend(self, model: nn.Module, tokenizer: Any, info: dict[str, Any], run: Path) -> TorchBackend:
+        from intentlab.runs import read_config
+
+        bf16 = self.bf16 if self.bf16 is not None else bool(read_config(run).bf16)
+        placement = Placement.for_this_machine(self.device, bf16=bf16)
+        return TorchBackend(model, tokenizer, int(info.get("max_length", 128)), placement)
 
     # ------------------------------------------------------------------ loading
     def load(self, name: str, run: str | Path) -> Entry:
@@ -79,7 +110,8 @@ class Registry:
             info, labels = read_model_info(folder)
             if info["weights"] != "adapter":
                 loaded = load_model(run)
-                entry = Entry(name, run, info, labels, loaded.tokenizer, result, None, model=loaded.model)
+                backend = self._backend(loaded.model, loaded.tokenizer, info, run)
+                entry = Entry(name, run, info, labels, result, None, backend)
             else:
                 entry = self._load_adapter(name, run, folder, info, labels, result)
             self.entries[name] = entry
@@ -146,8 +178,9 @@ class Registry:
             head["pooler"] = copy.deepcopy(base.base_model.model.encoder.pooler)
             head["pooler"].load_state_dict(pooler_state)
         head.eval()
-        tokenizer = load_tokenizer(str(folder))
-        return Entry(name, run, info, labels, tokenizer, result, key, head=head)
+        view = SharedAdapterView(base, name, head, info["pooling"])
+        backend = self._backend(view, load_tokenizer(str(folder)), info, run)
+        return Entry(name, run, info, labels, result, key, backend)
 
     def unload(self, name: str) -> None:
         with self.lock:
@@ -162,42 +195,10 @@ class Registry:
                     base.delete_adapter(name)
 
     # ------------------------------------------------------------------ inference
-    @torch.inference_mode()
     def logits(self, name: str, texts: list[str]) -> np.ndarray:
-        from intentlab.data.batching import Collator, sorted_batches, tokenize
+        return self.entries[name].backend.run(texts).logits
 
+    def predict(self, name: str, texts: list[str], k: int) -> list[list[dict[str, Any]]]:
         entry = self.entries[name]
-        ids = tokenize(entry.tokenizer, texts, int(entry.info.get("max_length", self.max_length)))
-        collate = Collator(ids, None, entry.tokenizer.pad_token_id or 0)
-        out = np.zeros((len(ids), len(entry.labels)), dtype=np.float32)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            for idx in sorted_batches([len(s) for s in ids], 64):
-                out[idx] = self._forward(entry, collate(idx)).float().numpy()
-        return out
-
-    def _forward(self, entry: Entry, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if entry.model is not None:
-            return entry.model(**batch)
-        base = self.bases[entry.shared_key]  # type: ignore[index]
-        base.set_adapter(entry.name)
-        model = base.base_model.model
-        hidden = model.encoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).last_hidden_state
-        if "pooler" in entry.head:
-            pooled = entry.head["pooler"](hidden)
-        else:
-            pooled = model.pool(hidden, batch["attention_mask"])
-        return entry.head["classifier"](pooled)
-
-    def predict(self, name: str, texts: list[str], top_k: int) -> list[list[dict[str, Any]]]:
-        entry = self.entries[name]
-        z = self.logits(name, texts).astype(np.float64)
-        p = np.exp(z - z.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        k = max(1, min(top_k, len(entry.labels)))
-        top = np.argsort(-p, axis=1, kind="stable")[:, :k]
-        return [
-            [{"intent": entry.labels[j], "probability": float(p[i, j])} for j in row]
-            for i, row in enumerate(top)
-        ]
+        pairs = top_k(softmax(self.logits(name, texts)), entry.labels, k)
+        return [[{"intent": label, "probability": p} for label, p in row] for row in pairs]

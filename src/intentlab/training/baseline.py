@@ -68,8 +68,14 @@ def is_baseline_run(run: str | Path) -> bool:
     return (Path(run) / "model" / MODEL_FILE).is_file()
 
 
-def train_baseline(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
-    """Fit the baseline on train, report validation and test metrics, write a run folder."""
+def train_baseline(
+    cfg: Config, out: str | Path, overwrite: bool = False, resume: bool = False, **_: Any
+) -> dict[str, Any]:
+    """Fit the baseline on train, report validation and test metrics, write a run folder.
+
+    The fit takes seconds and keeps no checkpoint, so resuming an interrupted baseline run fits it
+    again from its recorded config, in place."""
+    overwrite = overwrite or resume
     reset_peak_rss()
     run_dir = RunDir(out, overwrite)
     ds = D.dataset_for(cfg)

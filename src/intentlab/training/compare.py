@@ -25,10 +25,11 @@ from typing import Any
 
 from intentlab import config as C
 from intentlab.errors import UserError
+from intentlab.models import methods as M
 from intentlab.runs import is_complete
 from intentlab.training.checkpoint import CHECKPOINT, Interrupted
 
-DEFAULT_METHODS = ("baseline", "head", "lora", "dora", "ia3", "full")
+DEFAULT_METHODS = tuple(m.name for m in M.TABLE if m.default_compare)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def plan_cells(
 
 def _eta(left: list[Cell], seconds: dict[str, list[float]]) -> str:
     """A rough time left: each cell costs what its method's finished cells cost (else the neural average)."""
-    neural = [t for m, ts in seconds.items() if m != "baseline" for t in ts]
+    neural = [t for m, ts in seconds.items() if M.get(m).encoder for t in ts]
     if not left or not neural:
         return ""
     avg = sum(neural) / len(neural)
@@ -107,7 +108,7 @@ def _run_cell(cell: Cell, path: Path) -> dict[str, Any]:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="intentlab-cell-") as tmp:
-        if (path / CHECKPOINT).is_dir() and cell.cfg.method != "baseline":
+        if (path / CHECKPOINT).is_dir():
             args = ["train", "--resume", str(path)]
         else:
             cfg_file = Path(tmp) / "config.yaml"

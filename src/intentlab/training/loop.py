@@ -27,7 +27,8 @@ from intentlab.config import Config
 from intentlab.data import batching as B
 from intentlab.errors import UserError
 from intentlab.hardware import default_device_type, fast_bf16
-from intentlab.inference.metrics import metrics, predict_logits
+from intentlab.inference.engine import Placement, forward_batches, pad_id
+from intentlab.inference.metrics import metrics
 from intentlab.models.classifier import (
     build_model,
     count_params,
@@ -38,6 +39,7 @@ from intentlab.models.classifier import (
     trainable_state,
 )
 from intentlab.models.io import save_model
+from intentlab.models.methods import get as get_method
 from intentlab.reporting.plots import training_curves
 from intentlab.runs import (
     CONFIG,
@@ -46,6 +48,7 @@ from intentlab.runs import (
     RESULT,
     RunDir,
     provenance,
+    read_config,
     write_json_atomic,
     write_jsonl_atomic,
     write_text_atomic,
@@ -111,12 +114,8 @@ class Setup:
         self.tracker: NullTracker = NullTracker()
         self.ds = D.dataset_for(cfg)
         self.tokenizer = load_tokenizer(cfg.model)
-        self.pad_id = self.tokenizer.pad_token_id or 0
-        from accelerate.utils import set_seed
-
-        set_seed(cfg.seed)
-        model = build_model(cfg, len(self.ds.labels))
-        self.trainable, self.total = count_params(model)
+        self.pad_id = pad_id(self.tokenizer)
+        self.method = get_method(cfg.method)
         splits = ("train", "validation", "test")
         self.tokens = {s: B.tokenize(self.tokenizer, self.ds.split(s).texts, cfg.max_length) for s in splits}
         self.y = {s: self.ds.ids(self.ds.split(s)) for s in splits}
@@ -127,6 +126,12 @@ class Setup:
             cfg.seed,
             min_batch=accelerator.num_processes,
         )
+        steps = cfg.epochs * len(self.sampler)
+        from accelerate.utils import set_seed
+
+        set_seed(cfg.seed)
+        model = build_model(cfg, len(self.ds.labels), total_steps=steps)
+        self.trainable, self.total = count_params(model)
         # Every process walks the same global batches and keeps its own share (see Collator), so a run on
         # N processes sees exactly the batches of a 1-process run with the same global batch size.
         self.collate = B.Collator(
@@ -139,7 +144,6 @@ class Setup:
         optimizer = make_optimizer(model, cfg)
         from transformers import get_linear_schedule_with_warmup
 
-        steps = cfg.epochs * len(self.sampler)
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
         if cfg.compile:
             model = torch.compile(model, dynamic=True)
@@ -219,7 +223,7 @@ def train(
 
 def resume_config(run: str | Path, flags: dict[str, Any]) -> Config:
     """The recorded config of an unfinished run; only machine-level flags may change on resume."""
-    from intentlab.config import merge, read_yaml, validate
+    from intentlab.config import merge, validate
 
     run = Path(run)
     if not (run / CONFIG).is_file():
@@ -236,8 +240,7 @@ def resume_config(run: str | Path, flags: dict[str, Any]) -> Config:
         raise UserError(
             f"--resume continues with the run's recorded config; drop {', '.join('--' + c.replace('_', '-') for c in changed)}."
         )
-    cfg = merge(Config(), read_yaml(run / CONFIG), str(run / CONFIG))
-    cfg = merge(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
+    cfg = merge(read_config(run), {k: v for k, v in flags.items() if v is not None}, "command line")
     validate(cfg)
     return cfg
 
@@ -248,12 +251,14 @@ def _evaluate(accelerator: Any, setup: Setup, split: str) -> np.ndarray:
 
     ids, cfg = setup.tokens[split], setup.cfg
     model = accelerator.unwrap_model(setup.model)
+    # validation runs where training runs, so the training machine's precision is the right one here
+    placement = Placement(accelerator.device, bool(cfg.bf16))
     if accelerator.num_processes == 1:
-        return predict_logits(model, ids, cfg.eval_batch_size, setup.pad_id, cfg.bf16, accelerator.device)
+        return forward_batches(model, ids, setup.pad_id, placement, cfg.eval_batch_size).logits
     mine = list(range(accelerator.process_index, len(ids), accelerator.num_processes))
-    logits = predict_logits(
-        model, [ids[i] for i in mine], cfg.eval_batch_size, setup.pad_id, cfg.bf16, accelerator.device
-    )
+    logits = forward_batches(
+        model, [ids[i] for i in mine], setup.pad_id, placement, cfg.eval_batch_size
+    ).logits
     pairs = gather_object([(i, row) for i, row in zip(mine, logits, strict=True)])
     out = np.zeros((len(ids), logits.shape[1]), dtype=np.float32)
     for i, row in pairs:
@@ -261,21 +266,25 @@ def _evaluate(accelerator: Any, setup: Setup, split: str) -> np.ndarray:
     return out
 
 
-def train_step(setup: Setup, accelerator: Any, indices: list[int]) -> tuple[torch.Tensor, int, int]:
-    """One optimizer step on one global batch; returns this process's summed loss (a tensor: no host
-    sync), its example count and its padded token count."""
+def train_step(
+    setup: Setup, accelerator: Any, indices: list[int], global_step: int = 0
+) -> tuple[torch.Tensor, int, int]:
+    """One optimizer step on one global batch; returns this process's summed cross-entropy (a tensor:
+    no host sync), its example count and its padded token count."""
     batch = {k: v.to(accelerator.device) for k, v in setup.collate(indices).items()}
-    labels, weight = batch.pop("labels"), batch.pop("loss_scale")
-    # sum of this process's losses / (global batch / processes): DDP's mean over processes then gives
-    # exactly the global batch mean, even when the shares differ by one example
-    ce = F.cross_entropy(setup.model(**batch).float(), labels, reduction="sum")
-    accelerator.backward(ce * weight)
+    # the model's loss is this process's summed loss x (processes / global batch): DDP's mean over
+    # processes then gives exactly the global batch mean, even when the shares differ by one example
+    out = setup.model(**batch)
+    accelerator.backward(out.loss)
     if setup.cfg.max_grad_norm > 0:
         accelerator.clip_grad_norm_(setup.model.parameters(), setup.cfg.max_grad_norm)
     setup.optimizer.step()
     setup.scheduler.step()
+    if setup.method.on_step is not None:
+        setup.method.on_step(accelerator.unwrap_model(setup.model), global_step)
     setup.optimizer.zero_grad(set_to_none=True)
-    return ce.detach(), labels.shape[0], batch["input_ids"].numel()
+    ce = F.cross_entropy(out.logits.detach().float(), batch["labels"], reduction="sum")
+    return ce, batch["labels"].shape[0], batch["input_ids"].numel()
 
 
 def _fit(
@@ -330,7 +339,8 @@ def _fit(
             total=len(batches),
         )
         for step, indices in enumerate(bar, start=skip + 1):
-            ce, n, padded = train_step(setup, accelerator, indices)
+            global_step = (epoch - 1) * len(batches) + step
+            ce, n, padded = train_step(setup, accelerator, indices, global_step)
             loss_sum += ce  # no host sync per step
             seen += n
             loop["padded"] += padded

@@ -23,6 +23,8 @@ import yaml
 
 from intentlab import config as C
 from intentlab.errors import UserError
+from intentlab.models.methods import LOOP
+from intentlab.models.methods import TABLE as METHOD_TABLE
 from intentlab.runs import write_text_atomic
 
 KINDS = ("float", "int", "categorical")
@@ -108,7 +110,7 @@ def run_sweep(
 
     from intentlab.training.loop import train
 
-    tunable = [m for m in C.METHODS if m != "baseline"]
+    tunable = [m.name for m in METHOD_TABLE if m.trainer == LOOP]
     if method not in tunable:
         raise UserError(f"sweep supports {', '.join(tunable)}, not {method!r}.")
     if trials < 1:

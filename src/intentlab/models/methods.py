@@ -1,0 +1,181 @@
+"""The method table: every fine-tuning method is one entry of data, as in peft's `method_comparison`.
+
+An entry says how a method trains (its peft config builder, or none), how its weights are stored,
+which trainer runs it, and how reports show it (label, prose name, colour, order, what it is compared
+against). Nothing else in intentlab branches on a method's name: adding a method is one entry here,
+its `configs/<method>.yaml` and its tests.
+
+This module imports neither torch nor peft (reports read it); builders import peft when called.
+
+    from intentlab.models.methods import get
+    get("lora").label        # 'LoRA'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from intentlab.config import Config
+
+# How a method's trained weights are stored in `<run>/model/` (see models/io.py):
+#   full: every weight; head: only the trained head; adapter: a peft adapter folder; tfidf: the baseline
+STORAGES = ("full", "head", "adapter", "tfidf")
+LOOP = "intentlab.training.loop:train"
+BASELINE = "intentlab.training.baseline:train_baseline"
+
+
+@dataclass(frozen=True)
+class PeftContext:
+    """What a peft config builder may use besides the run config."""
+
+    targets: list[str]  # adapted modules, `all-linear` already expanded
+    modules_to_save: list[str]  # the head (and pooler): saved with the adapter
+    total_steps: int  # optimizer steps of the whole run (AdaLoRA's budget schedule needs it)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str  # in tables and chart legends
+    prose: str  # in generated sentences ("full fine-tuning")
+    colour: str  # the same in every chart
+    storage: str  # one of STORAGES
+    trainer: str = LOOP  # "module:function" that trains a run of this method
+    peft: Callable[[Config, PeftContext], Any] | None = None  # adapter methods: builds the peft config
+    on_step: Callable[[Any, int], None] | None = None  # called after each optimizer step (peft model, step)
+    needs_targets: bool = False  # uses target_modules
+    compare_with: tuple[str, ...] = ()  # methods the report pairs it with (besides the baseline)
+    floor: bool = False  # the classical baseline every method must beat
+    headline: bool = False  # its comparison leads the report (the study's question: LoRA vs full)
+    default_compare: bool = True  # part of `intentlab compare` without --methods
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def encoder(self) -> bool:
+        """True for methods that fine-tune or use a BERT-family encoder (everything but the baseline)."""
+        return self.storage != "tfidf"
+
+    @property
+    def adapter(self) -> bool:
+        return self.peft is not None
+
+
+def _options(cfg: Config) -> dict[str, Any]:
+    return dict(cfg.peft_options or {})
+
+
+def _lora(cfg: Config, ctx: PeftContext, dora: bool = False) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=ctx.targets,
+        use_dora=dora,
+        modules_to_save=ctx.modules_to_save,
+        **_options(cfg),
+    )
+
+
+def _dora(cfg: Config, ctx: PeftContext) -> Any:
+    return _lora(cfg, ctx, dora=True)
+
+
+def _ia3(cfg: Config, ctx: PeftContext) -> Any:
+    from peft import IA3Config
+
+    ff = [m for m in cfg.feedforward_modules if m in ctx.targets]
+    return IA3Config(
+        target_modules=ctx.targets,
+        feedforward_modules=ff,
+        modules_to_save=ctx.modules_to_save,
+        **_options(cfg),
+    )
+
+
+TABLE: tuple[Method, ...] = (
+    Method(
+        "baseline",
+        "TF-IDF + SVM",
+        "the TF-IDF baseline",
+        "#4C72B0",
+        "tfidf",
+        trainer=BASELINE,
+        floor=True,
+    ),
+    Method(
+        "head",
+        "frozen encoder + head",
+        "the frozen encoder + head",
+        "#DD8452",
+        "head",
+        compare_with=("full",),
+    ),
+    Method("ia3", "IA3", "IA3", "#55A868", "adapter", peft=_ia3, needs_targets=True),
+    Method(
+        "lora",
+        "LoRA",
+        "LoRA",
+        "#C44E52",
+        "adapter",
+        peft=_lora,
+        needs_targets=True,
+        compare_with=("full",),
+        headline=True,
+    ),
+    Method(
+        "dora", "DoRA", "DoRA", "#8172B3", "adapter", peft=_dora, needs_targets=True, compare_with=("lora",)
+    ),
+    Method("full", "full fine-tuning", "full fine-tuning", "#937860", "full"),
+)
+METHODS: dict[str, Method] = {m.name: m for m in TABLE}
+NAMES: tuple[str, ...] = tuple(METHODS)
+OTHER_COLOURS = ("#8C8C8C", "#64B5CD")  # names that are not methods (plan variants) get one of these
+
+
+def get(name: str) -> Method:
+    """The table entry of `name` (a KeyError for unknown names: callers validate user input first)."""
+    return METHODS[name]
+
+
+def order(name: str) -> int:
+    """Position of a method in reports; unknown names go last."""
+    return NAMES.index(name) if name in METHODS else len(NAMES)
+
+
+def prose(name: str) -> str:
+    """How a sentence names a method (or a plan variant, by its own name)."""
+    return METHODS[name].prose if name in METHODS else name
+
+
+def colour(name: str) -> str:
+    import zlib
+
+    return METHODS[name].colour if name in METHODS else OTHER_COLOURS[zlib.crc32(name.encode()) % 2]
+
+
+def trainer(name: str) -> Callable[..., dict[str, Any]]:
+    """The function that trains a run of method `name`."""
+    import importlib
+
+    module, func = METHODS[name].trainer.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def floor_of(present: Iterable[str]) -> str | None:
+    """The floor method (the TF-IDF baseline) among `present` method names, if any."""
+    return next((m for m in present if m in METHODS and METHODS[m].floor), None)
+
+
+def pairs(present: Iterable[str]) -> list[tuple[str, str]]:
+    """Method pairs a report compares, among `present` method names: each method against the ones its
+    entry names (the headline pair first), then every other method against the floor."""
+    have = [m for m in NAMES if m in set(present)]
+    named = [(m, ref) for m in have for ref in METHODS[m].compare_with if ref in have]
+    named.sort(key=lambda p: not METHODS[p[0]].headline)
+    floor = floor_of(have)
+    return named + [(m, floor) for m in have if floor and m != floor]
