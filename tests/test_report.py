@@ -78,6 +78,8 @@ def fake_run(
         },
         "train": {
             "epochs": rows,
+            "best_epoch": 3,
+            "memory_kind": "process_peak_rss",
             "best_val_accuracy": max(r["val_accuracy"] for r in rows),
             "trainable_params": trainable,
             "total_params": 100_000,

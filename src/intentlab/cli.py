@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from intentlab import config as C
 from intentlab.errors import UserError
+from intentlab.runs import RunResult
 from intentlab.training.checkpoint import Interrupted
 
 
@@ -86,14 +87,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _print_result(trainer(cfg.method)(cfg, args.out, overwrite=args.overwrite), args.out)
 
 
-def _print_result(result: dict, out: str) -> int:
+def _print_result(result: RunResult, out: str) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch / torchrun: one summary, from rank 0
         return 0
-    t, tr = result["test"], result["train"]
+    t, tr = result.test, result.train
     print(
-        f"{result['run']['method']}: test accuracy {t['accuracy']:.4f}, macro-F1 {t['f1_macro']:.4f}, "
-        f"weighted F1 {t['f1_weighted']:.4f} | {tr['train_seconds'] / 60:.1f} min, "
-        f"{tr['trainable_params']:,} trainable params ({tr['trainable_percent']:.2f}%) -> {out}"
+        f"{result.run.method}: test accuracy {t.accuracy:.4f}, macro-F1 {t.f1_macro:.4f}, "
+        f"weighted F1 {t.f1_weighted:.4f} | {tr.train_seconds / 60:.1f} min, "
+        f"{tr.trainable_params:,} trainable params ({tr.trainable_percent:.2f}%) -> {out}"
     )
     return 0
 

@@ -1,4 +1,4 @@
-"""Run-directory I/O: atomic writes, the result.json schema, provenance, and safe (re)creation.
+"""The run-folder contract: the typed run record, atomic writes, provenance, and safe (re)creation.
 
 A run directory holds:
 
@@ -8,6 +8,11 @@ A run directory holds:
     test_predictions.json   gold and predicted label ids on the test split (for paired statistics)
     model/             tokenizer + label map + adapter (or full weights); loadable on its own
     plots/             per-run charts
+
+`RunResult` (with `EpochRow` per epoch and `Scores` for the test split) is the one typed record of a
+run; `write_record()` is the one function that writes it, shared by the training loop and the
+baseline; `load_result()` reads it back for every reader (report, compare, serve, evaluate), records
+of schema 1 (intentlab before the typed record) included.
 
 This module imports neither torch nor training code: reports and serving read runs through it.
 """
@@ -24,13 +29,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from intentlab.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # 1: records written before the typed record; same keys, some absent
 RESULT = "result.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
@@ -46,6 +53,150 @@ EPOCH_KEYS = (
     "train_examples_per_second",
     "lr",
 )
+
+
+# ----------------------------------------------------------------------------- the typed record
+def _from(cls: type, data: dict[str, Any]) -> Any:
+    """Build dataclass `cls` from a mapping, ignoring keys it does not know (older or newer writers)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class EpochRow:
+    """One line of metrics.jsonl: the study's per-epoch numbers and what they cost."""
+
+    epoch: int
+    train_loss: float | None  # None for the baseline (no loss)
+    val_loss: float | None
+    val_accuracy: float
+    val_f1_macro: float
+    val_f1_weighted: float
+    epoch_seconds: float
+    train_examples_per_second: float
+    lr: float | None
+    eval_seconds: float | None = None
+    elapsed_seconds: float | None = None
+    padding_fraction: float | None = None
+    peak_memory_mb: float | None = None
+
+
+@dataclass
+class Scores:
+    """Metrics of one split: loss (None without probabilities), accuracy, macro/weighted F1, n."""
+
+    accuracy: float
+    f1_macro: float
+    f1_weighted: float
+    n: int
+    loss: float | None = None
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class RunInfo:
+    """What was trained, on what, and where."""
+
+    method: str
+    model: str
+    seed: int
+    data: str
+    split_fingerprint: str
+    config: dict[str, Any]
+    dataset: dict[str, Any]
+    started_at: str = ""
+    finished_at: str = ""
+    num_processes: int = 1
+    device: str = "cpu"
+    resumed: int = 0
+
+    @property
+    def name(self) -> str:
+        """The run's label in reports: its config `name`, else its method."""
+        return self.config.get("name") or self.method
+
+
+@dataclass
+class TrainInfo:
+    """How training went and what it cost."""
+
+    epochs: list[EpochRow]
+    best_epoch: int
+    best_val_accuracy: float
+    trainable_params: int
+    total_params: int
+    train_seconds: float
+    peak_memory_mb: float
+    memory_kind: str
+    checkpoint_bytes: int
+    stopped_early: bool = False
+    pruned: bool = False
+    rss_before_train_mb: float | None = None
+    train_tokens_per_epoch: int | None = None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.epochs)
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable_params / max(self.total_params, 1)
+
+    @property
+    def mean_epoch_seconds(self) -> float:
+        return sum(r.epoch_seconds for r in self.epochs) / max(len(self.epochs), 1)
+
+    @property
+    def train_examples_per_second(self) -> float:
+        return sum(r.train_examples_per_second for r in self.epochs) / max(len(self.epochs), 1)
+
+
+@dataclass
+class RunResult:
+    """result.json: {"run", "train", "test", "meta"}; `meta` holds schema_version and provenance."""
+
+    run: RunInfo
+    train: TrainInfo
+    test: Scores
+    meta: dict[str, Any]
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.meta.get("schema_version", 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        train = asdict(self.train)
+        # derived numbers are written out too, so that other tools read them without intentlab
+        for key in ("epochs_run", "trainable_percent", "mean_epoch_seconds", "train_examples_per_second"):
+            train[key] = getattr(self.train, key)
+        return {"run": asdict(self.run), "train": train, "test": asdict(self.test), "meta": dict(self.meta)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        train = dict(data["train"])
+        train["epochs"] = [_from(EpochRow, r) for r in train.get("epochs", [])]
+        return cls(
+            run=_from(RunInfo, data["run"]),
+            train=_from(TrainInfo, train),
+            test=_from(Scores, data["test"]),
+            meta=dict(data.get("meta", {})),
+        )
+
+
+def write_record(
+    out: Path, result: RunResult, labels: list[str], y_true: list[int], y_pred: list[int]
+) -> None:
+    """Write a finished run's record: metrics.jsonl, test_predictions.json, then result.json last
+    (its presence marks the run complete). The training loop and the baseline both end here."""
+    write_jsonl_atomic(out / METRICS, [asdict(r) for r in result.train.epochs])
+    write_json_atomic(out / PREDICTIONS, {"labels": list(labels), "y_true": y_true, "y_pred": y_pred})
+    write_json_atomic(out / RESULT, result.to_dict())
+
+
+def read_epochs(run: str | Path) -> list[EpochRow]:
+    """The epoch rows written so far (metrics.jsonl), e.g. of a run still training."""
+    path = Path(run) / METRICS
+    return [_from(EpochRow, r) for r in read_jsonl(path)] if path.is_file() else []
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -187,8 +338,9 @@ def read_config(run: str | Path) -> Any:
     return merge(Config(), read_yaml(path), str(path))
 
 
-def load_result(run: str | Path) -> dict[str, Any]:
-    """result.json of a complete run; a missing, incomplete or newer-schema run is a UserError."""
+def load_result(run: str | Path) -> RunResult:
+    """The typed record of a complete run; a missing, incomplete, corrupt or newer-schema run is a
+    UserError."""
     run = Path(run)
     if not run.is_dir():
         raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
@@ -202,10 +354,16 @@ def load_result(run: str | Path) -> dict[str, Any]:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is corrupt ({e}). Train the run again.") from None
-    version = result.get("meta", {}).get("schema_version") if isinstance(result, dict) else None
-    if version != SCHEMA_VERSION:
+    meta = result.get("meta") if isinstance(result, dict) else None
+    version = meta.get("schema_version") if isinstance(meta, dict) else None
+    if version not in READABLE_SCHEMAS:
         raise UserError(
-            f"run {run} has schema version {version}, this intentlab reads version {SCHEMA_VERSION}. "
-            "Use the intentlab version that wrote it, or train it again."
+            f"run {run} has schema version {version}, this intentlab reads versions "
+            f"{', '.join(map(str, READABLE_SCHEMAS))}. Use the intentlab version that wrote it, or train it again."
         )
-    return result
+    try:
+        return RunResult.from_dict(result)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(
+            f"{path} is not a valid run record ({type(e).__name__}: {e}). Train the run again."
+        ) from None

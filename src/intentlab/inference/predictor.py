@@ -47,13 +47,12 @@ class Predictor:
         run = Path(run)
         if not run.exists():
             raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
-        from intentlab.training.baseline import is_baseline_run
+        from intentlab.models.io import load_model, model_folder, read_model_info
 
-        if is_baseline_run(run):
-            backend = BaselineBackend(run)
-            return cls(backend, backend.labels, {"method": "baseline"})
-        from intentlab.models.io import load_model
-
+        folder = model_folder(run)
+        info, labels = read_model_info(folder)
+        if info["weights"] == "tfidf":
+            return cls(BaselineBackend(folder, labels), labels, info)
         loaded = load_model(run)
         if bf16 is None:
             bf16 = bool(read_config(run).bf16)
@@ -86,16 +85,18 @@ class BaselineBackend:
 
     margins = True
 
-    def __init__(self, run: Path) -> None:
-        from intentlab.training.baseline import load_baseline
+    def __init__(self, folder: Path, labels: list[str]) -> None:
+        from intentlab.models import tfidf
 
-        self.pipeline, self.labels = load_baseline(run)
+        self.pipeline = tfidf.load(folder, labels)
 
     def run_ids(self, ids: list[list[int]], features: bool = False) -> Outputs:
         raise UserError("a TF-IDF baseline run reads texts, not token ids.")
 
     def run(self, texts: Sequence[str], features: bool = False) -> Outputs:
-        return Outputs(np.asarray(self.pipeline.decision_function(list(texts)), dtype=np.float64))
+        from intentlab.models import tfidf
+
+        return Outputs(tfidf.margins(self.pipeline, list(texts)))
 
 
 def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:

@@ -2,12 +2,17 @@
 
 Layout of the folder:
 
-    intentlab.json      how to rebuild the model (method, base model, pooling, label count); written last
+    intentlab.json      how to rebuild the model (method, storage, base model, pooling, label count)
     labels.json         {"labels": [...]}: position = class id
     tokenizer files
-    adapter/            lora/dora/ia3: peft adapter + classifier head (peft `modules_to_save`)
+    adapter/            adapter methods: peft adapter + classifier head (peft `modules_to_save`)
     model.safetensors + encoder/config.json     full: every weight, no base model needed
     head.safetensors    head: the trained head only; the frozen encoder comes from the base model
+    tfidf.json + tfidf.safetensors              the TF-IDF baseline (models/tfidf.py)
+
+Which of these a run has is its method's storage kind in the method table. Everything read here may
+come from a stranger: `read_model_info` checks every key and value before anything is built, and
+nothing is ever unpickled or run as code.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from typing import Any
 
 from torch import nn
 
-from intentlab.config import Config
+from intentlab.config import POOLINGS, Config
 from intentlab.errors import UserError
+from intentlab.models import tfidf
 from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer
-from intentlab.models.methods import get
+from intentlab.models.methods import STORAGES, get
 from intentlab.runs import write_json_atomic
 
 MODEL_INFO = "intentlab.json"
@@ -52,7 +58,6 @@ def save_model(model: nn.Module, cfg: Config, tokenizer: Any, labels: list[str],
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tokenizer.save_pretrained(tmp)
-    write_json_atomic(tmp / "labels.json", {"labels": list(labels)})
     weights = get(cfg.method).storage
     if weights == "adapter":
         # embeddings are never resized, so skip peft's vocabulary check (a hub lookup, even offline)
@@ -63,6 +68,15 @@ def save_model(model: nn.Module, cfg: Config, tokenizer: Any, labels: list[str],
     else:
         state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
         save_file(state, tmp / "head.safetensors")
+    write_model_info(tmp, cfg, labels, weights)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return checkpoint_bytes(out)
+
+
+def write_model_info(folder: Path, cfg: Config, labels: list[str], weights: str) -> None:
+    """labels.json and intentlab.json: what `read_model_info` needs to rebuild the model."""
+    write_json_atomic(folder / "labels.json", {"labels": list(labels)})
     info = {
         "schema_version": 1,
         "method": cfg.method,
@@ -73,28 +87,67 @@ def save_model(model: nn.Module, cfg: Config, tokenizer: Any, labels: list[str],
         "num_labels": len(labels),
         "max_length": cfg.max_length,
     }
-    write_json_atomic(tmp / MODEL_INFO, info)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return checkpoint_bytes(out)
+    write_json_atomic(folder / MODEL_INFO, info)
+
+
+def model_folder(path: str | Path) -> Path:
+    """`RUN/model` for a run folder, or the folder itself when it is a model folder."""
+    folder = Path(path)
+    if (folder / "model" / MODEL_INFO).is_file() or not (folder / MODEL_INFO).is_file():
+        folder = folder / "model"
+    return folder
+
+
+def _check_info(info: Any, labels: Any) -> list[str]:
+    """Every problem with a model folder's intentlab.json and labels.json (empty: fine)."""
+    if not isinstance(info, dict):
+        return [f"{MODEL_INFO} must hold an object, not {type(info).__name__}"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        return ["labels.json must hold a non-empty list of label names"]
+    p = []
+    if len(set(labels)) != len(labels):
+        p.append("labels.json repeats a label")
+    if info.get("weights") not in STORAGES:
+        p.append(f"weights must be one of {', '.join(STORAGES)}, got {info.get('weights')!r}")
+    if type(info.get("num_labels")) is not int or info["num_labels"] != len(labels):
+        p.append(f"num_labels must equal the {len(labels)} labels, got {info.get('num_labels')!r}")
+    if info.get("weights") == "tfidf":
+        return p
+    if not isinstance(info.get("base_model"), str) or not info["base_model"].strip():
+        p.append("base_model must name a model")
+    if info.get("pooling") not in POOLINGS:
+        p.append(f"pooling must be one of {', '.join(POOLINGS)}, got {info.get('pooling')!r}")
+    dropout = info.get("dropout")
+    if type(dropout) not in (int, float) or not 0 <= dropout < 1:
+        p.append(f"dropout must be a number in [0, 1), got {dropout!r}")
+    max_length = info.get("max_length", 128)
+    if type(max_length) is not int or not 8 <= max_length <= 8192:
+        p.append(f"max_length must be an integer in 8..8192, got {max_length!r}")
+    return p
 
 
 def read_model_info(folder: Path) -> tuple[dict[str, Any], list[str]]:
+    """The checked intentlab.json and label list of a model folder (any problem: one UserError)."""
     try:
         info = json.loads((folder / MODEL_INFO).read_text(encoding="utf-8"))
-        labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))["labels"]
+        labels_doc = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
-        if (folder / "baseline.pkl").is_file():
-            raise UserError(
-                f"{folder.parent} is a TF-IDF baseline run: `intentlab predict` and `evaluate` read it, "
-                "`serve` and `export` need an encoder run (full, lora, dora, ia3 or head)."
-            ) from None
+        if (folder / tfidf.LEGACY_PICKLE).is_file():
+            tfidf.load(folder, [])  # raises the one-line "old pickled baseline" error; never unpickles
         raise UserError(
             f"{folder} holds no intentlab model ({MODEL_INFO} or labels.json missing). "
             "Pass a run folder written by `intentlab train`."
         ) from None
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-        raise UserError(f"{folder}: {MODEL_INFO} or labels.json is corrupt. Train the run again.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise UserError(
+            f"{folder}: {MODEL_INFO} or labels.json is unreadable ({type(e).__name__}). Train the run again."
+        ) from None
+    labels = labels_doc.get("labels") if isinstance(labels_doc, dict) else None
+    problems = _check_info(info, labels)
+    if problems:
+        raise UserError(
+            f"{folder}: {'; '.join(problems)}. The model folder is corrupt or was edited; train the run again."
+        )
     return info, labels
 
 
@@ -106,10 +159,13 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    folder = Path(path)
-    if (folder / "model" / MODEL_INFO).is_file() or not (folder / MODEL_INFO).is_file():
-        folder = folder / "model"
+    folder = model_folder(path)
     info, labels = read_model_info(folder)
+    if info["weights"] == "tfidf":
+        raise UserError(
+            f"{folder.parent} is a TF-IDF baseline run: `intentlab predict` and `evaluate` read it, "
+            "`serve` and `export` need an encoder run."
+        )
     base = base_model or info["base_model"]
     tokenizer = load_tokenizer(str(folder))
     head = IntentClassifier

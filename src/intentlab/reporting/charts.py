@@ -14,6 +14,7 @@ import numpy as np
 
 from intentlab.models import methods as M
 from intentlab.reporting.plots import _pyplot
+from intentlab.reporting.summary import DDOF
 
 
 def colours(names: list[str]) -> dict[str, str]:
@@ -36,7 +37,7 @@ def _band(
     n = min(len(r) for r in rows_per_seed)
     ys = np.array([[row[key] for row in r[:n]] for r in rows_per_seed], dtype=float)
     xs = np.array([[row[x_key] for row in r[:n]] for r in rows_per_seed], dtype=float).mean(axis=0)
-    return xs, ys.mean(axis=0), ys.std(axis=0)
+    return xs, ys.mean(axis=0), (ys.std(axis=0, ddof=DDOF) if len(ys) > 1 else np.zeros(ys.shape[1]))
 
 
 def curves(groups: dict[str, list[list[dict[str, Any]]]], out: Path) -> Path:

@@ -23,6 +23,7 @@ from torch import nn
 
 from intentlab.errors import UserError
 from intentlab.inference.engine import Placement, TorchBackend, softmax, top_k
+from intentlab.runs import RunResult
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -58,22 +59,21 @@ class Entry:
     run: Path
     info: dict[str, Any]
     labels: list[str]
-    result: dict[str, Any]
+    result: RunResult
     shared_key: tuple[str, ...] | None  # set for adapters on a shared base
     backend: TorchBackend  # the one inference path, over the run's model or its view of a shared base
 
     def describe(self) -> dict[str, Any]:
-        run = self.result.get("run", {})
-        test = self.result.get("test", {})
+        run, test = self.result.run, self.result.test
         return {
             "name": self.name,
             "method": self.info["method"],
             "base_model": self.info["base_model"],
-            "dataset": run.get("data"),
+            "dataset": run.data,
             "num_labels": len(self.labels),
             "pooling": self.info["pooling"],
             "shares_base": self.shared_key is not None,
-            "metrics": {k: test.get(k) for k in ("accuracy", "f1_macro", "f1_weighted")},
+            "metrics": {k: getattr(test, k) for k in ("accuracy", "f1_macro", "f1_weighted")},
         }
 
 

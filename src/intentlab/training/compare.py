@@ -26,7 +26,7 @@ from typing import Any
 from intentlab import config as C
 from intentlab.errors import UserError
 from intentlab.models import methods as M
-from intentlab.runs import is_complete
+from intentlab.runs import RunResult, is_complete, load_result
 from intentlab.training.checkpoint import CHECKPOINT, Interrupted
 
 DEFAULT_METHODS = tuple(m.name for m in M.TABLE if m.default_compare)
@@ -99,10 +99,9 @@ def _eta(left: list[Cell], seconds: dict[str, list[float]]) -> str:
     return f" (~{total / 60:.0f} min)"
 
 
-def _run_cell(cell: Cell, path: Path) -> dict[str, Any]:
+def _run_cell(cell: Cell, path: Path) -> RunResult:
     """Train one cell in its own process: its memory peak and wall time are its own, and a crash in one
     cell cannot take the matrix down. An interrupted cell with a checkpoint is resumed."""
-    import json
     import subprocess
     import sys
     import tempfile
@@ -125,7 +124,7 @@ def _run_cell(cell: Cell, path: Path) -> dict[str, Any]:
             f"cell {cell.name} seed {cell.seed} failed (exit {code}); its error is printed above. "
             "Fix it and run the same compare command to continue."
         )
-    return json.loads((path / "result.json").read_text())
+    return load_result(path)
 
 
 def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list[Path]:
@@ -146,7 +145,7 @@ def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list
         seconds.setdefault(cell.cfg.method, []).append(time.perf_counter() - t0)
         left = [c for c in cells[i:] if not is_complete(c.path(out))]
         print(
-            f"{tag}: test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['f1_macro']:.4f} "
+            f"{tag}: test accuracy {result.test.accuracy:.4f}, macro-F1 {result.test.f1_macro:.4f} "
             f"in {seconds[cell.cfg.method][-1]:.0f} s; {len(left)} cells left{_eta(left, seconds)}",
             flush=True,
         )

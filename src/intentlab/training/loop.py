@@ -10,9 +10,9 @@ Devices and processes come from Hugging Face Accelerate, so `accelerate launch` 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,146 +24,33 @@ from tqdm.auto import tqdm
 
 from intentlab import data as D
 from intentlab.config import Config
-from intentlab.data import batching as B
 from intentlab.errors import UserError
 from intentlab.hardware import default_device_type, fast_bf16
-from intentlab.inference.engine import Placement, forward_batches, pad_id
+from intentlab.inference.engine import Placement, forward_batches
 from intentlab.inference.metrics import metrics
-from intentlab.models.classifier import (
-    build_model,
-    count_params,
-    head_modules,
-    load_tokenizer,
-    load_trainable_state,
-    quiet_transformers,
-    trainable_state,
-)
+from intentlab.models.classifier import load_trainable_state, quiet_transformers, trainable_state
 from intentlab.models.io import save_model
-from intentlab.models.methods import get as get_method
 from intentlab.reporting.plots import training_curves
 from intentlab.runs import (
     CONFIG,
     METRICS,
-    PREDICTIONS,
     RESULT,
+    EpochRow,
     RunDir,
+    RunResult,
+    Scores,
+    TrainInfo,
     provenance,
     read_config,
-    write_json_atomic,
+    read_epochs,
     write_jsonl_atomic,
+    write_record,
     write_text_atomic,
 )
 from intentlab.training import checkpoint as ckpt
-from intentlab.training.measure import (
-    length_histogram,
-    peak_memory_mb,
-    reset_peak_rss,
-    rss_mb,
-    split_fingerprint,
-)
+from intentlab.training.measure import length_histogram, peak_memory_mb, reset_peak_rss, rss_mb, run_info
+from intentlab.training.setup import EpochTable, Setup, make_accelerator
 from intentlab.training.tracking import NullTracker, make_tracker
-
-STUDY_HEADER = "Epoch | Training Loss | Validation Loss | Accuracy | F1 | F1 (macro) | s/epoch | ex/s"
-
-
-def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases/LayerNorm; the head may have its own lr; fused where supported."""
-    heads = tuple(head_modules(cfg))
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            is_head = any(f"{h}." in name for h in heads)
-            groups.setdefault((p.ndim >= 2, is_head), []).append(p)
-    param_groups = [
-        {
-            "params": ps,
-            "weight_decay": cfg.weight_decay if decay else 0.0,
-            "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr,
-        }
-        for (decay, head), ps in groups.items()
-    ]
-    try:
-        return torch.optim.AdamW(param_groups, lr=cfg.lr, fused=True)
-    except (RuntimeError, TypeError):  # device without a fused kernel
-        return torch.optim.AdamW(param_groups, lr=cfg.lr)
-
-
-class EpochTable:
-    """Prints the study's per-epoch table as epochs finish (main process only)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        if enabled:
-            tqdm.write(STUDY_HEADER)
-
-    def row(self, r: dict[str, Any]) -> None:
-        if self.enabled:
-            tqdm.write(
-                f"{r['epoch']:>5} | {r['train_loss']:>13.4f} | {r['val_loss']:>15.4f} | {r['val_accuracy']:>8.4f} | "
-                f"{r['val_f1_weighted']:.4f} | {r['val_f1_macro']:>10.4f} | {r['epoch_seconds']:>7.1f} | "
-                f"{r['train_examples_per_second']:>5.0f}"
-            )
-
-
-class Setup:
-    """Everything built before the run folder is touched: bad input fails here, leaving nothing behind."""
-
-    def __init__(self, cfg: Config, accelerator: Any) -> None:
-        self.cfg = cfg
-        self.on_epoch: Callable[[dict[str, Any]], bool] | None = None
-        self.tracker: NullTracker = NullTracker()
-        self.ds = D.dataset_for(cfg)
-        self.tokenizer = load_tokenizer(cfg.model)
-        self.pad_id = pad_id(self.tokenizer)
-        self.method = get_method(cfg.method)
-        splits = ("train", "validation", "test")
-        self.tokens = {s: B.tokenize(self.tokenizer, self.ds.split(s).texts, cfg.max_length) for s in splits}
-        self.y = {s: self.ds.ids(self.ds.split(s)) for s in splits}
-        self.sampler = B.BucketBatchSampler(
-            [len(t) for t in self.tokens["train"]],
-            cfg.batch_size,
-            cfg.bucket_batches,
-            cfg.seed,
-            min_batch=accelerator.num_processes,
-        )
-        steps = cfg.epochs * len(self.sampler)
-        from accelerate.utils import set_seed
-
-        set_seed(cfg.seed)
-        model = build_model(cfg, len(self.ds.labels), total_steps=steps)
-        self.trainable, self.total = count_params(model)
-        # Every process walks the same global batches and keeps its own share (see Collator), so a run on
-        # N processes sees exactly the batches of a 1-process run with the same global batch size.
-        self.collate = B.Collator(
-            self.tokens["train"],
-            self.y["train"],
-            self.pad_id,
-            accelerator.process_index,
-            accelerator.num_processes,
-        )
-        optimizer = make_optimizer(model, cfg)
-        from transformers import get_linear_schedule_with_warmup
-
-        scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
-        if cfg.compile:
-            model = torch.compile(model, dynamic=True)
-        self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
-
-
-def make_accelerator(cfg: Config) -> Any:
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration
-
-    accelerator = Accelerator(
-        mixed_precision="bf16" if cfg.bf16 else "no",
-        dataloader_config=DataLoaderConfiguration(split_batches=True),
-    )
-    if cfg.batch_size % accelerator.num_processes:
-        raise UserError(
-            f"batch_size {cfg.batch_size} is not divisible by {accelerator.num_processes} processes. "
-            "Pick a global batch size that is a multiple of the process count."
-        )
-    return accelerator
 
 
 def train(
@@ -172,9 +59,9 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     resume: bool = False,
-    on_epoch: Callable[[dict[str, Any]], bool] | None = None,
-) -> dict[str, Any]:
-    """Train one run into `out` (or continue it from its checkpoint) and return its result.json content.
+    on_epoch: Callable[[EpochRow], bool] | None = None,
+) -> RunResult:
+    """Train one run into `out` (or continue it from its checkpoint) and return its record.
 
     `on_epoch(row)` is called after each validation; returning True stops training there (a sweep's
     pruner uses it); the run is still finished and recorded, with `train.pruned` set.
@@ -287,128 +174,180 @@ def train_step(
     return ce, batch["labels"].shape[0], batch["input_ids"].numel()
 
 
+@dataclass
+class LoopState:
+    """The loop's counters: all a checkpoint needs besides Accelerate's model/optimizer/RNG state.
+    Finished epochs' rows live in metrics.jsonl, not here."""
+
+    started: str
+    epoch: int = 1  # the epoch in progress
+    step: int = 0  # optimizer steps done within it
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    loss_sum: float = 0.0  # partial-epoch sums, for mid-epoch checkpoints
+    seen: int = 0
+    padded: int = 0
+    elapsed: float = 0.0
+    epoch_elapsed: float = 0.0
+    resumed: int = 0
+    done: bool = False
+    pruned: bool = False
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> LoopState:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 def _fit(
     setup: Setup, accelerator: Any, out: Path, progress: bool, stop: ckpt.StopFlag, resume: bool
-) -> dict[str, Any]:
-    cfg, model, scheduler = setup.cfg, setup.model, setup.scheduler
+) -> RunResult:
+    cfg = setup.cfg
     main = accelerator.is_main_process
     table = EpochTable(main and progress)
-    loop: dict[str, Any] = {
-        "epoch": 1,
-        "step": 0,
-        "rows": [],
-        "best_acc": -1.0,
-        "best_epoch": 0,
-        "bad_epochs": 0,
-        "loss_sum": 0.0,
-        "seen": 0,
-        "padded": 0,
-        "elapsed": 0.0,
-        "epoch_elapsed": 0.0,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "resumed": 0,
-    }
+    state = LoopState(started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     best_state = None
+    rows: list[EpochRow] = []
     restored = ckpt.load(accelerator, out) if resume else None
     if restored:
-        loop, best_state = restored
-        loop["resumed"] += 1
+        saved, best_state = restored
+        state = LoopState.restore(saved)
+        state.resumed += 1
+        rows = [r for r in read_epochs(out) if r.epoch < state.epoch]
         if main:
-            tqdm.write(f"resuming {out} at epoch {loop['epoch']}, step {loop['step']}")
-    rows = loop["rows"]
+            tqdm.write(f"resuming {out} at epoch {state.epoch}, step {state.step}")
     for row in rows:
         table.row(row)
     rss_before = rss_mb()
     real_tokens = sum(len(t) for t in setup.tokens["train"])
-    fit_start = time.perf_counter() - loop["elapsed"]
-    while loop["epoch"] <= cfg.epochs and not loop.get("done"):
-        epoch = loop["epoch"]
-        model.train()
-        setup.sampler.set_epoch(epoch)
-        t0 = time.perf_counter() - loop["epoch_elapsed"]
-        loss_sum = torch.tensor(loop["loss_sum"], device=accelerator.device)
-        seen = torch.tensor(float(loop["seen"]), device=accelerator.device)
-        skip = loop["step"]
-        batches = setup.sampler.batches()
-        bar = tqdm(
-            batches[skip:],
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            leave=False,
-            disable=not (main and progress),
-            initial=skip,
-            total=len(batches),
+    fit_start = time.perf_counter() - state.elapsed
+    while state.epoch <= cfg.epochs and not state.done:
+        epoch_start = time.perf_counter() - state.epoch_elapsed
+        loss_total, seen_all = _train_epoch(
+            setup, accelerator, out, state, best_state, stop, progress, fit_start
         )
-        for step, indices in enumerate(bar, start=skip + 1):
-            global_step = (epoch - 1) * len(batches) + step
-            ce, n, padded = train_step(setup, accelerator, indices, global_step)
-            loss_sum += ce  # no host sync per step
-            seen += n
-            loop["padded"] += padded
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{ce.item() / max(n, 1):.3f}")
-            stopping = _stop_requested(accelerator, stop)
-            if stopping or (
-                cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < len(batches)
-            ):
-                loop.update(
-                    step=step,
-                    loss_sum=float(loss_sum.item()),
-                    seen=int(seen.item()),
-                    elapsed=time.perf_counter() - fit_start,
-                    epoch_elapsed=time.perf_counter() - t0,
-                )
-                ckpt.save(accelerator, out, loop, best_state)
-                if stopping:
-                    raise ckpt.Interrupted(
-                        f"stopped at epoch {epoch}, step {step} with a checkpoint. Resume with: intentlab train --resume {out}"
-                    )
-        bar.close()
-        loss_total = float(accelerator.reduce(loss_sum, reduction="sum").item())
-        seen_all = int(accelerator.reduce(seen, reduction="sum").item())
-        epoch_seconds = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        val = metrics(setup.y["validation"], _evaluate(accelerator, setup, "validation"))
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_total / max(seen_all, 1),
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-            "val_f1_macro": val["f1_macro"],
-            "val_f1_weighted": val["f1_weighted"],
-            "epoch_seconds": epoch_seconds,
-            "train_examples_per_second": seen_all / epoch_seconds,
-            "lr": scheduler.get_last_lr()[0],
-            "eval_seconds": time.perf_counter() - t1,
-            "elapsed_seconds": time.perf_counter() - fit_start,
-            "padding_fraction": 1 - real_tokens / max(loop["padded"] * accelerator.num_processes, 1),
-            "peak_memory_mb": peak_memory_mb(accelerator.device)[0],
-        }
+        epoch_seconds = time.perf_counter() - epoch_start
+        row = _validate(
+            setup, accelerator, state, loss_total, seen_all, epoch_seconds, fit_start, real_tokens
+        )
         rows.append(row)
         table.row(row)
         setup.tracker.epoch(row)
         if main:
-            write_jsonl_atomic(out / METRICS, rows)
-        if setup.on_epoch is not None and setup.on_epoch(row):
-            loop.update(done=True, pruned=True)
-        if val["accuracy"] > loop["best_acc"]:
-            loop.update(best_acc=val["accuracy"], best_epoch=epoch, bad_epochs=0)
-            best_state = trainable_state(accelerator.unwrap_model(model)) if epoch < cfg.epochs else None
-        else:
-            loop["bad_epochs"] += 1
-            loop["done"] = loop.get("done") or bool(cfg.patience and loop["bad_epochs"] >= cfg.patience)
-        loop.update(
-            epoch=epoch + 1,
-            step=0,
-            loss_sum=0.0,
-            seen=0,
-            padded=0,
-            epoch_elapsed=0.0,
-            elapsed=time.perf_counter() - fit_start,
-        )
-        if loop["epoch"] <= cfg.epochs and not loop.get("done"):
-            ckpt.save(accelerator, out, loop, best_state)  # resumable from every epoch boundary
-    loop["elapsed"] = time.perf_counter() - fit_start
-    return _finish(setup, accelerator, out, loop, best_state, rss_before, real_tokens)
+            write_jsonl_atomic(out / METRICS, [asdict(r) for r in rows])
+        best_state = _end_epoch(setup, accelerator, out, state, row, best_state, fit_start)
+    state.elapsed = time.perf_counter() - fit_start
+    return _finish(setup, accelerator, out, state, rows, best_state, rss_before, real_tokens)
+
+
+def _train_epoch(
+    setup: Setup,
+    accelerator: Any,
+    out: Path,
+    state: LoopState,
+    best_state: dict[str, torch.Tensor] | None,
+    stop: ckpt.StopFlag,
+    progress: bool,
+    fit_start: float,
+) -> tuple[float, int]:
+    """The optimizer steps of one epoch (from `state.step` when resumed mid-epoch); returns the summed
+    training loss and example count over all processes. Writes mid-epoch checkpoints, and a final one
+    when a signal asks to stop."""
+    cfg, epoch = setup.cfg, state.epoch
+    epoch_start = time.perf_counter() - state.epoch_elapsed
+    setup.model.train()
+    setup.sampler.set_epoch(epoch)
+    loss_sum = torch.tensor(state.loss_sum, device=accelerator.device)
+    seen = torch.tensor(float(state.seen), device=accelerator.device)
+    skip = state.step
+    batches = setup.sampler.batches()
+    bar = tqdm(
+        batches[skip:],
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        leave=False,
+        disable=not (accelerator.is_main_process and progress),
+        initial=skip,
+        total=len(batches),
+    )
+    for step, indices in enumerate(bar, start=skip + 1):
+        ce, n, padded = train_step(setup, accelerator, indices, (epoch - 1) * len(batches) + step)
+        loss_sum += ce  # no host sync per step
+        seen += n
+        state.padded += padded
+        if step % 25 == 0 and not bar.disable:
+            bar.set_postfix(loss=f"{ce.item() / max(n, 1):.3f}")
+        stopping = _stop_requested(accelerator, stop)
+        if stopping or (cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < len(batches)):
+            state.step, state.loss_sum, state.seen = step, float(loss_sum.item()), int(seen.item())
+            state.elapsed = time.perf_counter() - fit_start
+            state.epoch_elapsed = time.perf_counter() - epoch_start
+            ckpt.save(accelerator, out, asdict(state), best_state)
+            if stopping:
+                raise ckpt.Interrupted(
+                    f"stopped at epoch {epoch}, step {step} with a checkpoint. Resume with: intentlab train --resume {out}"
+                )
+    bar.close()
+    loss_total = float(accelerator.reduce(loss_sum, reduction="sum").item())
+    return loss_total, int(accelerator.reduce(seen, reduction="sum").item())
+
+
+def _validate(
+    setup: Setup,
+    accelerator: Any,
+    state: LoopState,
+    loss_total: float,
+    seen_all: int,
+    epoch_seconds: float,
+    fit_start: float,
+    real_tokens: int,
+) -> EpochRow:
+    """Score the validation split and make the epoch's row."""
+    t0 = time.perf_counter()
+    val = metrics(setup.y["validation"], _evaluate(accelerator, setup, "validation"))
+    return EpochRow(
+        epoch=state.epoch,
+        train_loss=loss_total / max(seen_all, 1),
+        val_loss=val["loss"],
+        val_accuracy=val["accuracy"],
+        val_f1_macro=val["f1_macro"],
+        val_f1_weighted=val["f1_weighted"],
+        epoch_seconds=epoch_seconds,
+        train_examples_per_second=seen_all / epoch_seconds,
+        lr=setup.scheduler.get_last_lr()[0],
+        eval_seconds=time.perf_counter() - t0,
+        elapsed_seconds=time.perf_counter() - fit_start,
+        padding_fraction=1 - real_tokens / max(state.padded * accelerator.num_processes, 1),
+        peak_memory_mb=peak_memory_mb(accelerator.device)[0],
+    )
+
+
+def _end_epoch(
+    setup: Setup,
+    accelerator: Any,
+    out: Path,
+    state: LoopState,
+    row: EpochRow,
+    best_state: dict[str, torch.Tensor] | None,
+    fit_start: float,
+) -> dict[str, torch.Tensor] | None:
+    """Pruning and early stopping decisions, the best epoch's weights, and the epoch-boundary
+    checkpoint; returns the (possibly new) best weights."""
+    cfg, epoch = setup.cfg, state.epoch
+    if setup.on_epoch is not None and setup.on_epoch(row):
+        state.done = state.pruned = True
+    if row.val_accuracy > state.best_acc:
+        state.best_acc, state.best_epoch, state.bad_epochs = row.val_accuracy, epoch, 0
+        # the last epoch's weights are the model's own: no copy needed
+        best_state = trainable_state(accelerator.unwrap_model(setup.model)) if epoch < cfg.epochs else None
+    else:
+        state.bad_epochs += 1
+        state.done = state.done or bool(cfg.patience and state.bad_epochs >= cfg.patience)
+    state.epoch, state.step, state.loss_sum, state.seen, state.padded = epoch + 1, 0, 0.0, 0, 0
+    state.epoch_elapsed, state.elapsed = 0.0, time.perf_counter() - fit_start
+    if state.epoch <= cfg.epochs and not state.done:
+        ckpt.save(accelerator, out, asdict(state), best_state)  # resumable from every epoch boundary
+    return best_state
 
 
 def _stop_requested(accelerator: Any, stop: ckpt.StopFlag) -> bool:
@@ -423,71 +362,58 @@ def _finish(
     setup: Setup,
     accelerator: Any,
     out: Path,
-    loop: dict[str, Any],
+    state: LoopState,
+    rows: list[EpochRow],
     best_state: dict[str, torch.Tensor] | None,
     rss_before: float,
     real_tokens: int,
-) -> dict[str, Any]:
-    """Best weights back, test evaluation, model + predictions + plots + result.json (last)."""
-    cfg, ds, rows = setup.cfg, setup.ds, loop["rows"]
+) -> RunResult:
+    """Best weights back, test evaluation, model + plots, then the run record (result.json last)."""
+    cfg, ds = setup.cfg, setup.ds
     unwrapped = accelerator.unwrap_model(setup.model)
-    if loop["best_epoch"] != rows[-1]["epoch"] and best_state is not None:
+    if state.best_epoch != rows[-1].epoch and best_state is not None:
         load_trainable_state(unwrapped, best_state)  # early stopping: the best epoch's weights
     test_logits = _evaluate(accelerator, setup, "test")
-    test = metrics(setup.y["test"], test_logits, ds.labels)
     peak, memory_kind = peak_memory_mb(accelerator.device)
-    result: dict[str, Any] = {
-        "run": {
-            "method": cfg.method,
-            "model": cfg.model,
-            "seed": cfg.seed,
-            "data": ds.name,
-            "split_fingerprint": split_fingerprint(ds),
-            "started_at": loop["started"],
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "resumed": loop["resumed"],
-            "num_processes": accelerator.num_processes,
-            "device": str(accelerator.device),
-            "config": cfg.to_dict(),
-            "dataset": {
-                **D.describe(ds),
-                "source": ds.source,
-                "train_token_lengths": length_histogram(setup.tokens["train"]),
-            },
-        },
-        "train": {
-            "epochs": rows,
-            "epochs_run": len(rows),
-            "best_epoch": loop["best_epoch"],
-            "best_val_accuracy": loop["best_acc"],
-            "stopped_early": len(rows) < cfg.epochs,
-            "pruned": bool(loop.get("pruned")),
-            "trainable_params": setup.trainable,
-            "total_params": setup.total,
-            "trainable_percent": 100.0 * setup.trainable / setup.total,
-            "train_seconds": loop["elapsed"],
-            "mean_epoch_seconds": float(np.mean([r["epoch_seconds"] for r in rows])),
-            "train_examples_per_second": float(np.mean([r["train_examples_per_second"] for r in rows])),
-            "peak_memory_mb": peak,
-            "memory_kind": memory_kind,
-            "rss_before_train_mb": rss_before,
-            "train_tokens_per_epoch": real_tokens,
-            "checkpoint_bytes": 0,
-        },
-        "test": test,
-        "meta": provenance(),
+    dataset = {
+        **D.describe(ds),
+        "source": ds.source,
+        "train_token_lengths": length_histogram(setup.tokens["train"]),
     }
+    result = RunResult(
+        run=run_info(
+            cfg,
+            ds,
+            state.started,
+            cfg.model,
+            dataset,
+            accelerator.num_processes,
+            str(accelerator.device),
+            state.resumed,
+        ),
+        train=TrainInfo(
+            epochs=rows,
+            best_epoch=state.best_epoch,
+            best_val_accuracy=state.best_acc,
+            stopped_early=len(rows) < cfg.epochs,
+            pruned=state.pruned,
+            trainable_params=setup.trainable,
+            total_params=setup.total,
+            train_seconds=state.elapsed,
+            peak_memory_mb=peak,
+            memory_kind=memory_kind,
+            rss_before_train_mb=rss_before,
+            train_tokens_per_epoch=real_tokens,
+            checkpoint_bytes=0,
+        ),
+        test=Scores(**metrics(setup.y["test"], test_logits, ds.labels)),
+        meta=provenance(),
+    )
     if accelerator.is_main_process:
-        result["train"]["checkpoint_bytes"] = save_model(
-            unwrapped, cfg, setup.tokenizer, ds.labels, out / "model"
-        )
-        write_json_atomic(
-            out / PREDICTIONS,
-            {"labels": ds.labels, "y_true": setup.y["test"], "y_pred": test_logits.argmax(1).tolist()},
-        )
+        result.train.checkpoint_bytes = save_model(unwrapped, cfg, setup.tokenizer, ds.labels, out / "model")
         title = f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}"
-        training_curves(rows, out / "plots" / "training.png", title)
-        write_json_atomic(out / RESULT, result)  # last: its presence marks the run complete
+        training_curves([asdict(r) for r in rows], out / "plots" / "training.png", title)
+        write_record(out, result, ds.labels, setup.y["test"], test_logits.argmax(1).tolist())
         setup.tracker.finish(result, out)
         ckpt.remove(out)
     accelerator.wait_for_everyone()

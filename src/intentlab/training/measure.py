@@ -1,4 +1,5 @@
-"""Measurements recorded with each run: memory, token lengths, and the fingerprint of a data split."""
+"""Measurements recorded with each run: memory, token lengths, the fingerprint of a data split, and the
+record's `run` section built from them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from intentlab.runs import RunInfo
+
 
 def split_fingerprint(ds: Any) -> str:
     """Hash of labels + validation + test: runs that may be compared share it."""
@@ -18,6 +21,35 @@ def split_fingerprint(ds: Any) -> str:
         h.update("\x1f".join(part).encode())
         h.update(b"\x1e")
     return h.hexdigest()[:16]
+
+
+def run_info(
+    cfg: Any,
+    ds: Any,
+    started: str,
+    model: str,
+    dataset: dict[str, Any],
+    num_processes: int = 1,
+    device: str = "cpu",
+    resumed: int = 0,
+) -> RunInfo:
+    """The `run` section of a record: what was trained, on which data split, where and when."""
+    from datetime import datetime, timezone
+
+    return RunInfo(
+        method=cfg.method,
+        model=model,
+        seed=cfg.seed,
+        data=ds.name,
+        split_fingerprint=split_fingerprint(ds),
+        started_at=started,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=cfg.to_dict(),
+        dataset=dataset,
+        num_processes=num_processes,
+        device=device,
+        resumed=resumed,
+    )
 
 
 def length_histogram(ids: list[list[int]]) -> dict[str, int]:

@@ -142,16 +142,16 @@ def run_sweep(
         C.validate(cfg)
 
         def report(row: dict[str, Any]) -> bool:
-            trial.report(row["val_accuracy"], int(row["epoch"]))
+            trial.report(row.val_accuracy, row.epoch)
             return trial.should_prune()
 
         run = out / "trials" / f"trial-{trial.number:04d}"
         result = train(cfg, run, overwrite=run.exists(), on_epoch=report)
         trial.set_user_attr("run", str(run))
-        trial.set_user_attr("test_accuracy", result["test"]["accuracy"])
-        if result["train"]["pruned"]:
+        trial.set_user_attr("test_accuracy", result.test.accuracy)
+        if result.train.pruned:
             raise optuna.TrialPruned()
-        return result["train"]["best_val_accuracy"]
+        return result.train.best_val_accuracy
 
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     study.optimize(objective, callbacks=[MaxTrialsCallback(trials, states=done)], catch=())

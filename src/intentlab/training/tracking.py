@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from intentlab.errors import UserError
-from intentlab.runs import EPOCH_KEYS
+from intentlab.runs import EPOCH_KEYS, EpochRow, RunResult
 
-TRACKERS = ("mlflow", "tensorboard")
 EPOCH_METRICS = tuple(k for k in EPOCH_KEYS if k != "epoch")
 
 
 class NullTracker:
     def params(self, params: dict[str, Any]) -> None: ...
-    def epoch(self, row: dict[str, Any]) -> None: ...
-    def finish(self, result: dict[str, Any], run_dir: Path) -> None: ...
+    def epoch(self, row: EpochRow) -> None: ...
+    def finish(self, result: RunResult, run_dir: Path) -> None: ...
 
 
 def _flat(params: dict[str, Any]) -> dict[str, str]:
@@ -47,22 +46,21 @@ class MLflowTracker(NullTracker):
     def params(self, params: dict[str, Any]) -> None:
         self.mlflow.log_params(_flat(params))
 
-    def epoch(self, row: dict[str, Any]) -> None:
-        metrics = {k: float(row[k]) for k in EPOCH_METRICS if row.get(k) is not None}
-        self.mlflow.log_metrics(metrics, step=int(row["epoch"]))
+    def epoch(self, row: EpochRow) -> None:
+        metrics = {k: float(getattr(row, k)) for k in EPOCH_METRICS if getattr(row, k) is not None}
+        self.mlflow.log_metrics(metrics, step=row.epoch)
 
-    def finish(self, result: dict[str, Any], run_dir: Path) -> None:
-        test = result["test"]
-        tr = result["train"]
+    def finish(self, result: RunResult, run_dir: Path) -> None:
+        test, tr = result.test, result.train
         self.mlflow.log_metrics(
             {
-                "test_accuracy": test["accuracy"],
-                "test_f1_macro": test["f1_macro"],
-                "test_f1_weighted": test["f1_weighted"],
-                "trainable_params": tr["trainable_params"],
-                "train_seconds": tr["train_seconds"],
-                "peak_memory_mb": tr["peak_memory_mb"],
-                "checkpoint_bytes": tr["checkpoint_bytes"],
+                "test_accuracy": test.accuracy,
+                "test_f1_macro": test.f1_macro,
+                "test_f1_weighted": test.f1_weighted,
+                "trainable_params": tr.trainable_params,
+                "train_seconds": tr.train_seconds,
+                "peak_memory_mb": tr.peak_memory_mb,
+                "checkpoint_bytes": tr.checkpoint_bytes,
             }
         )
         self.mlflow.log_artifact(str(run_dir / "result.json"))
@@ -80,15 +78,15 @@ class TensorBoardTracker(NullTracker):
         text = "\n".join(f"    {k}: {v}" for k, v in _flat(params).items())
         self.writer.add_text("config", text, 0)
 
-    def epoch(self, row: dict[str, Any]) -> None:
+    def epoch(self, row: EpochRow) -> None:
         for k in EPOCH_METRICS:
-            if row.get(k) is not None:
-                self.writer.add_scalar(k, float(row[k]), int(row["epoch"]))
+            if getattr(row, k) is not None:
+                self.writer.add_scalar(k, float(getattr(row, k)), row.epoch)
         self.writer.flush()
 
-    def finish(self, result: dict[str, Any], run_dir: Path) -> None:
+    def finish(self, result: RunResult, run_dir: Path) -> None:
         for k in ("accuracy", "f1_macro", "f1_weighted"):
-            self.writer.add_scalar(f"test_{k}", result["test"][k], len(result["train"]["epochs"]))
+            self.writer.add_scalar(f"test_{k}", getattr(result.test, k), result.train.epochs_run)
         self.writer.close()
 
 

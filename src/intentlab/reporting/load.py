@@ -1,0 +1,110 @@
+"""Finding and reading run folders for reports: typed run records (`runs.load_result`), their test
+predictions, and the grouping of seeds into methods. Never imports training code or torch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from intentlab.errors import UserError
+from intentlab.models import methods as M
+from intentlab.runs import CONFIG, PREDICTIONS, RESULT, RunResult, load_result
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    result: RunResult
+    preds: dict[str, Any] | None  # test_predictions.json: labels, y_true, y_pred
+
+    @property
+    def name(self) -> str:
+        return self.result.run.name
+
+    @property
+    def method(self) -> str:
+        return self.result.run.method
+
+    @property
+    def seed(self) -> int:
+        return self.result.run.seed
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Per-epoch rows as plain dicts (what the charts take)."""
+        return [asdict(r) for r in self.result.train.epochs]
+
+
+def _candidates(path: Path) -> list[Path]:
+    if (path / RESULT).is_file() or (path / CONFIG).is_file():
+        return [path]
+    found = {p.parent for pattern in (RESULT, CONFIG) for p in path.rglob(pattern)}
+    return sorted(
+        p
+        for p in found
+        if not any(part.startswith(".") or part == "model" for part in p.relative_to(path).parts)
+    )
+
+
+def _predictions(path: Path, result: RunResult) -> dict[str, Any] | None:
+    """test_predictions.json, checked against the record (a stranger's file may be anything)."""
+    file = path / PREDICTIONS
+    if not file.is_file():
+        return None
+    try:
+        preds = json.loads(file.read_text(encoding="utf-8"))
+        labels, y_true, y_pred = preds["labels"], preds["y_true"], preds["y_pred"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise UserError(f"{file} is corrupt. Train the run again.") from None
+    ok = (
+        isinstance(labels, list)
+        and all(isinstance(x, str) for x in labels)
+        and isinstance(y_true, list)
+        and isinstance(y_pred, list)
+        and len(y_true) == len(y_pred) == result.test.n
+        and all(type(v) is int and 0 <= v < len(labels) for v in y_true + y_pred)
+    )
+    if not ok:
+        raise UserError(f"{file} does not match its run's record. Train the run again.")
+    return preds
+
+
+def discover(paths: list[str | Path]) -> tuple[list[RunRecord], list[str]]:
+    """Complete runs under `paths`, and one line per run that was left out (and why)."""
+    runs, problems = [], []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            problems.append(f"{path}: not found")
+            continue
+        for cand in _candidates(path):
+            try:
+                result = load_result(cand)
+                runs.append(RunRecord(cand, result, _predictions(cand, result)))
+            except UserError as e:
+                problems.append(str(e))
+    return runs, problems
+
+
+def check_same_split(runs: list[RunRecord]) -> None:
+    """Refuse to mix datasets or data splits in one comparison."""
+    by_split: dict[str, list[str]] = {}
+    for r in runs:
+        key = f"{r.result.run.data}:{r.result.run.split_fingerprint}"
+        by_split.setdefault(key, []).append(str(r.path))
+    if len(by_split) > 1:
+        parts = "; ".join(f"{k} ({len(v)} runs, e.g. {v[0]})" for k, v in by_split.items())
+        raise UserError(
+            f"these runs use different datasets or data splits, so their test scores are not comparable: {parts}. "
+            "Report each group separately."
+        )
+
+
+def group(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Runs grouped by name (seeds of one method or variant), in the method table's order."""
+    groups: dict[str, list[RunRecord]] = {}
+    for r in sorted(runs, key=lambda r: (r.seed, str(r.path))):
+        groups.setdefault(r.name, []).append(r)
+    return {k: groups[k] for k in sorted(groups, key=lambda name: (M.order(groups[name][0].method), name))}

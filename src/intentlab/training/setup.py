@@ -1,0 +1,124 @@
+"""Everything a training run builds before its run folder is touched: data, tokens, batches, the model
+with its method applied, the optimizer and schedule, all placed by Accelerate. Bad input fails here,
+so a failed setup leaves nothing behind."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from intentlab import data as D
+from intentlab.config import Config
+from intentlab.data import batching as B
+from intentlab.errors import UserError
+from intentlab.inference.engine import pad_id
+from intentlab.models.classifier import build_model, count_params, head_modules, load_tokenizer
+from intentlab.models.methods import get as get_method
+from intentlab.runs import EpochRow
+from intentlab.training.tracking import NullTracker
+
+STUDY_HEADER = "Epoch | Training Loss | Validation Loss | Accuracy | F1 | F1 (macro) | s/epoch | ex/s"
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases/LayerNorm; the head may have its own lr; fused where supported."""
+    heads = tuple(head_modules(cfg))
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            is_head = any(f"{h}." in name for h in heads)
+            groups.setdefault((p.ndim >= 2, is_head), []).append(p)
+    param_groups = [
+        {
+            "params": ps,
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr,
+        }
+        for (decay, head), ps in groups.items()
+    ]
+    try:
+        return torch.optim.AdamW(param_groups, lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):  # device without a fused kernel
+        return torch.optim.AdamW(param_groups, lr=cfg.lr)
+
+
+class EpochTable:
+    """Prints the study's per-epoch table as epochs finish (main process only)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        if enabled:
+            tqdm.write(STUDY_HEADER)
+
+    def row(self, r: EpochRow) -> None:
+        if self.enabled:
+            tqdm.write(
+                f"{r.epoch:>5} | {r.train_loss:>13.4f} | {r.val_loss:>15.4f} | {r.val_accuracy:>8.4f} | "
+                f"{r.val_f1_weighted:.4f} | {r.val_f1_macro:>10.4f} | {r.epoch_seconds:>7.1f} | "
+                f"{r.train_examples_per_second:>5.0f}"
+            )
+
+
+class Setup:
+    """Everything built before the run folder is touched: bad input fails here, leaving nothing behind."""
+
+    def __init__(self, cfg: Config, accelerator: Any) -> None:
+        self.cfg = cfg
+        self.on_epoch: Callable[[EpochRow], bool] | None = None
+        self.tracker: NullTracker = NullTracker()
+        self.ds = D.dataset_for(cfg)
+        self.tokenizer = load_tokenizer(cfg.model)
+        self.pad_id = pad_id(self.tokenizer)
+        self.method = get_method(cfg.method)
+        splits = ("train", "validation", "test")
+        self.tokens = {s: B.tokenize(self.tokenizer, self.ds.split(s).texts, cfg.max_length) for s in splits}
+        self.y = {s: self.ds.ids(self.ds.split(s)) for s in splits}
+        self.sampler = B.BucketBatchSampler(
+            [len(t) for t in self.tokens["train"]],
+            cfg.batch_size,
+            cfg.bucket_batches,
+            cfg.seed,
+            min_batch=accelerator.num_processes,
+        )
+        steps = cfg.epochs * len(self.sampler)
+        from accelerate.utils import set_seed
+
+        set_seed(cfg.seed)
+        model = build_model(cfg, len(self.ds.labels), total_steps=steps)
+        self.trainable, self.total = count_params(model)
+        # Every process walks the same global batches and keeps its own share (see Collator), so a run on
+        # N processes sees exactly the batches of a 1-process run with the same global batch size.
+        self.collate = B.Collator(
+            self.tokens["train"],
+            self.y["train"],
+            self.pad_id,
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
+        optimizer = make_optimizer(model, cfg)
+        from transformers import get_linear_schedule_with_warmup
+
+        scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * steps), steps)
+        if cfg.compile:
+            model = torch.compile(model, dynamic=True)
+        self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+
+def make_accelerator(cfg: Config) -> Any:
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    accelerator = Accelerator(
+        mixed_precision="bf16" if cfg.bf16 else "no",
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
+    if cfg.batch_size % accelerator.num_processes:
+        raise UserError(
+            f"batch_size {cfg.batch_size} is not divisible by {accelerator.num_processes} processes. "
+            "Pick a global batch size that is a multiple of the process count."
+        )
+    return accelerator
