@@ -123,3 +123,19 @@ def train_args(tiny_model: str, toy_data: str) -> list[str]:
     return [
         *tiny_args(tiny_model, toy_data, 2),
     ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow", action="store_true", help="also run tests marked slow (CI sets INTENTLAB_RUN_SLOW=1)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests are opt-in locally (--slow or INTENTLAB_RUN_SLOW=1); CI runs them all."""
+    if config.getoption("--slow") or os.environ.get("INTENTLAB_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow or INTENTLAB_RUN_SLOW=1 (CI does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

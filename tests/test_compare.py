@@ -10,6 +10,7 @@ import pytest
 from intentlab.cli import main
 
 
+@pytest.mark.slow
 def test_compare_writes_every_cell_then_skips_them(
     tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

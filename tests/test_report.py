@@ -139,16 +139,30 @@ def test_report_writes_both_files_and_exact_aggregates(tmp_path: Path) -> None:
         f"{100 * by['lora']['test_accuracy'][0]:.2f} ± {100 * by['lora']['test_accuracy'][1]:.2f}",
     ):
         assert needle in md, needle
-    for chart in (
-        "curves",
-        "accuracy_vs_time",
-        "frontier",
-        "per_class_difference",
-        "confusions",
-        "examples_per_intent",
-        "token_lengths",
+    from intentlab.models.methods import colour
+
+    for chart, drawn in (
+        ("curves", ("baseline", "lora", "full")),  # every method's line, in its table colour
+        ("accuracy_vs_time", ("lora", "full")),
+        ("frontier", ("baseline", "lora", "full")),
+        ("per_class_difference", ()),
+        ("confusions", ()),
+        ("examples_per_intent", ()),
+        ("token_lengths", ()),
     ):
-        assert (tmp_path / "out" / "charts" / f"{chart}.png").is_file(), chart
+        pixels = png_colours(tmp_path / "out" / "charts" / f"{chart}.png")
+        assert len(pixels) > 20, f"{chart} looks blank"
+        for method in drawn:
+            rgb = tuple(int(colour(method)[i : i + 2], 16) for i in (1, 3, 5))
+            assert rgb in pixels, f"{chart} has no {method} ({colour(method)}) pixels"
+
+
+def png_colours(path: Path) -> set[tuple[int, ...]]:
+    """The distinct RGB colours of a PNG."""
+    import matplotlib.image
+
+    img = (matplotlib.image.imread(path)[..., :3] * 255).round().astype(int)
+    return {tuple(c) for c in img.reshape(-1, 3)}
 
 
 def test_html_is_self_contained(tmp_path: Path) -> None:

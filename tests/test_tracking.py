@@ -11,7 +11,9 @@ from intentlab.cli import main
 from intentlab.runs import read_jsonl
 
 
-def test_mlflow_logs_the_same_numbers_as_metrics_jsonl(tmp_path: Path, train_args: list[str]) -> None:
+def test_mlflow_logs_the_same_numbers_as_metrics_jsonl(
+    tmp_path: Path, train_args: list[str], toy_data: str
+) -> None:
     mlflow = pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "run"
@@ -33,7 +35,8 @@ def test_mlflow_logs_the_same_numbers_as_metrics_jsonl(tmp_path: Path, train_arg
         == 0
     )
     client = mlflow.tracking.MlflowClient(uri)
-    exp = client.get_experiment_by_name("toy-data0") or client.search_experiments()[-1]
+    exp = client.get_experiment_by_name(Path(toy_data).name)  # the experiment is named after the data
+    assert exp is not None
     (run,) = client.search_runs([exp.experiment_id])
     rows = read_jsonl(out / "metrics.jsonl")
     for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro"):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
+from intentlab.models.methods import ADAPTER
 
 PROB_TOLERANCE = 1e-4
 
@@ -83,7 +84,7 @@ def export_run(
     ref = TorchBackend(loaded.model, loaded.tokenizer, cfg.max_length, fp32)
     ids = ref.encode(ds.test.texts)
     ref_probs = softmax(ref.run_ids(ids).logits)
-    is_adapter = loaded.info["weights"] == "adapter"
+    is_adapter = loaded.info["weights"] == ADAPTER
     if onnx and is_adapter and not merge:
         raise UserError("--onnx needs a merged model. Add --merge.")
     target = run_dir.claim()

@@ -18,6 +18,7 @@ import numpy as np
 from intentlab.errors import UserError
 from intentlab.inference.engine import Backend, Outputs, Placement, TorchBackend, softmax
 from intentlab.inference.engine import top_k as top_pairs
+from intentlab.models.methods import TFIDF
 from intentlab.runs import read_config
 
 
@@ -51,7 +52,7 @@ class Predictor:
 
         folder = model_folder(run)
         info, labels = read_model_info(folder)
-        if info["weights"] == "tfidf":
+        if info["weights"] == TFIDF:
             return cls(BaselineBackend(folder, labels), labels, info)
         loaded = load_model(run)
         if bf16 is None:

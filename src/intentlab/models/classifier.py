@@ -28,7 +28,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from intentlab.config import DEFAULT_MODEL, Config
 from intentlab.errors import UserError
-from intentlab.models.methods import PeftContext, get
+from intentlab.models.methods import ALL_WEIGHTS, HEAD_ONLY, PeftContext, get
 
 
 def quiet_transformers() -> None:
@@ -177,10 +177,10 @@ def peft_config(cfg: Config, model: nn.Module, total_steps: int = 1) -> Any:
 def apply_method(cfg: Config, model: IntentClassifier, total_steps: int = 1) -> nn.Module:
     """Freeze/unfreeze or wrap `model` as the method's storage kind says; returns the model to train."""
     storage = get(cfg.method).storage
-    if storage == "full":
+    if storage == ALL_WEIGHTS:
         model.requires_grad_(True)
         return model
-    if storage == "head":
+    if storage == HEAD_ONLY:
         model.requires_grad_(False)
         for name in head_modules(cfg):
             module = model.classifier if name == "classifier" else model.encoder.pooler

@@ -29,7 +29,7 @@ from intentlab.config import POOLINGS, Config
 from intentlab.errors import UserError
 from intentlab.models import tfidf
 from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer
-from intentlab.models.methods import STORAGES, get
+from intentlab.models.methods import ADAPTER, ALL_WEIGHTS, HEAD_ONLY, STORAGES, TFIDF, get
 from intentlab.runs import write_json_atomic
 
 MODEL_INFO = "intentlab.json"
@@ -59,10 +59,10 @@ def save_model(model: nn.Module, cfg: Config, tokenizer: Any, labels: list[str],
     tmp.mkdir(parents=True)
     tokenizer.save_pretrained(tmp)
     weights = get(cfg.method).storage
-    if weights == "adapter":
+    if weights == ADAPTER:
         # embeddings are never resized, so skip peft's vocabulary check (a hub lookup, even offline)
         model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
-    elif weights == "full":
+    elif weights == ALL_WEIGHTS:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
         model.encoder.config.save_pretrained(tmp / "encoder")
     else:
@@ -111,7 +111,7 @@ def _check_info(info: Any, labels: Any) -> list[str]:
         p.append(f"weights must be one of {', '.join(STORAGES)}, got {info.get('weights')!r}")
     if type(info.get("num_labels")) is not int or info["num_labels"] != len(labels):
         p.append(f"num_labels must equal the {len(labels)} labels, got {info.get('num_labels')!r}")
-    if info.get("weights") == "tfidf":
+    if info.get("weights") == TFIDF:
         return p
     if not isinstance(info.get("base_model"), str) or not info["base_model"].strip():
         p.append("base_model must name a model")
@@ -161,7 +161,7 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
 
     folder = model_folder(path)
     info, labels = read_model_info(folder)
-    if info["weights"] == "tfidf":
+    if info["weights"] == TFIDF:
         raise UserError(
             f"{folder.parent} is a TF-IDF baseline run: `intentlab predict` and `evaluate` read it, "
             "`serve` and `export` need an encoder run."
@@ -170,11 +170,11 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
     tokenizer = load_tokenizer(str(folder))
     head = IntentClassifier
     try:
-        if info["weights"] == "full":
+        if info["weights"] == ALL_WEIGHTS:
             encoder = load_encoder(str(folder / "encoder"), info["pooling"], config_only=True)
             model = head(encoder, len(labels), info["pooling"], info["dropout"])
             model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
-        elif info["weights"] == "head":
+        elif info["weights"] == HEAD_ONLY:
             model = head(load_encoder(base, info["pooling"]), len(labels), info["pooling"], info["dropout"])
             state = load_file(folder / "head.safetensors")
             missing = set(state) - {n for n, _ in model.named_parameters()}

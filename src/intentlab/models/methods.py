@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 # How a method's trained weights are stored in `<run>/model/` (see models/io.py):
 #   full: every weight; head: only the trained head; adapter: a peft adapter folder; tfidf: the baseline
-STORAGES = ("full", "head", "adapter", "tfidf")
+ALL_WEIGHTS, HEAD_ONLY, ADAPTER, TFIDF = "full", "head", "adapter", "tfidf"
+STORAGES = (ALL_WEIGHTS, HEAD_ONLY, ADAPTER, TFIDF)
 LOOP = "intentlab.training.loop:train"
 BASELINE = "intentlab.training.baseline:train_baseline"
 
@@ -56,7 +57,7 @@ class Method:
     @property
     def encoder(self) -> bool:
         """True for methods that fine-tune or use a BERT-family encoder (everything but the baseline)."""
-        return self.storage != "tfidf"
+        return self.storage != TFIDF
 
     @property
     def adapter(self) -> bool:
@@ -103,7 +104,7 @@ TABLE: tuple[Method, ...] = (
         "TF-IDF + SVM",
         "the TF-IDF baseline",
         "#4C72B0",
-        "tfidf",
+        TFIDF,
         trainer=BASELINE,
         floor=True,
     ),
@@ -112,25 +113,25 @@ TABLE: tuple[Method, ...] = (
         "frozen encoder + head",
         "the frozen encoder + head",
         "#DD8452",
-        "head",
+        HEAD_ONLY,
         compare_with=("full",),
     ),
-    Method("ia3", "IA3", "IA3", "#55A868", "adapter", peft=_ia3, needs_targets=True),
+    Method("ia3", "IA3", "IA3", "#55A868", ADAPTER, peft=_ia3, needs_targets=True),
     Method(
         "lora",
         "LoRA",
         "LoRA",
         "#C44E52",
-        "adapter",
+        ADAPTER,
         peft=_lora,
         needs_targets=True,
         compare_with=("full",),
         headline=True,
     ),
     Method(
-        "dora", "DoRA", "DoRA", "#8172B3", "adapter", peft=_dora, needs_targets=True, compare_with=("lora",)
+        "dora", "DoRA", "DoRA", "#8172B3", ADAPTER, peft=_dora, needs_targets=True, compare_with=("lora",)
     ),
-    Method("full", "full fine-tuning", "full fine-tuning", "#937860", "full"),
+    Method("full", "full fine-tuning", "full fine-tuning", "#937860", ALL_WEIGHTS),
 )
 METHODS: dict[str, Method] = {m.name: m for m in TABLE}
 NAMES: tuple[str, ...] = tuple(METHODS)

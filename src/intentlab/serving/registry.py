@@ -23,6 +23,7 @@ from torch import nn
 
 from intentlab.errors import UserError
 from intentlab.inference.engine import Placement, TorchBackend, softmax, top_k
+from intentlab.models.methods import ADAPTER
 from intentlab.runs import RunResult
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -108,7 +109,7 @@ class Registry:
             result = load_result(run)
             folder = run / "model"
             info, labels = read_model_info(folder)
-            if info["weights"] != "adapter":
+            if info["weights"] != ADAPTER:
                 loaded = load_model(run)
                 backend = self._backend(loaded.model, loaded.tokenizer, info, run)
                 entry = Entry(name, run, info, labels, result, None, backend)
@@ -160,7 +161,7 @@ class Registry:
             raise UserError(
                 f"adapter of {run} does not fit base {info['base_model']!r} ({str(e)[:120]}). Check the run."
             ) from None
-        unexpected = [k for k in getattr(res, "unexpected_keys", []) if "lora" in k or "ia3" in k]
+        unexpected = list(getattr(res, "unexpected_keys", []))
         if unexpected:
             raise UserError(
                 f"adapter of {run} has weights its config does not declare ({unexpected[:2]}). Train it again."

@@ -19,6 +19,7 @@ from intentlab.config import Config
 from intentlab.inference.metrics import metrics
 from intentlab.models import tfidf
 from intentlab.models.io import write_model_info
+from intentlab.models.methods import TFIDF
 from intentlab.runs import (
     CONFIG,
     EpochRow,
@@ -71,7 +72,7 @@ def train_baseline(
         model_dir = out / "model"
         model_dir.mkdir()
         size = tfidf.save(pipe, model_dir)
-        write_model_info(model_dir, cfg, ds.labels, weights="tfidf")
+        write_model_info(model_dir, cfg, ds.labels, weights=TFIDF)
         result = RunResult(
             run=run_info(cfg, ds, started, tfidf.NAME, {**D.describe(ds), "source": ds.source}),
             train=TrainInfo(

@@ -1,0 +1,141 @@
+"""The architecture's promises: methods are data, and there is one inference path whose device and
+precision are chosen for the machine that runs it."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import tiny_args
+from intentlab.cli import main
+from intentlab.models import methods as M
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "intentlab"
+
+
+def test_every_method_has_a_shipped_config_and_the_config_knows_every_method() -> None:
+    from intentlab.config import METHODS, resolve, shipped_config_path
+
+    assert tuple(METHODS) == M.NAMES
+    for name in M.NAMES:
+        assert yaml.safe_load(shipped_config_path(name).read_text())["method"] == name
+        assert resolve(name, None, {}).method == name
+        assert M.get(name).storage in M.STORAGES
+
+
+def _method_literals(tree: ast.AST) -> list[tuple[int, str]]:
+    """Comparisons against a method-name literal, and collections of two or more method names."""
+    names = set(M.NAMES)
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in (node.left, *node.comparators):
+                if isinstance(side, ast.Constant) and side.value in names:
+                    hits.append((node.lineno, side.value))
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            found = [e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in names]
+            if len(found) >= 2:
+                hits.append((node.lineno, ",".join(found)))
+    return hits
+
+
+def test_no_module_but_the_method_table_branches_on_a_method_name() -> None:
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path == SRC / "models" / "methods.py":
+            continue
+        for line, name in _method_literals(ast.parse(path.read_text())):
+            offenders.append(f"{path.relative_to(SRC)}:{line}: {name}")
+    assert not offenders, offenders
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> Path:
+    out = tmp_path_factory.mktemp("arch") / "lora"
+    assert main(["train", "--method", "lora", "--out", str(out), *tiny_args(tiny_model, toy_data, 2)]) == 0
+    return out
+
+
+def test_predict_serve_and_evaluate_give_identical_probabilities(lora_run: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from intentlab.data import dataset_for
+    from intentlab.inference.engine import softmax
+    from intentlab.inference.evaluate import evaluate_run
+    from intentlab.inference.metrics import metrics
+    from intentlab.inference.predictor import Predictor
+    from intentlab.runs import read_config
+    from intentlab.serving.app import create_app
+
+    texts = ["i lost my card", "how do i top up my account", "what exchange rate do you use", "hello?"]
+    predictor = Predictor.from_run(lora_run)
+    predicted = predictor.predict(texts, top_k=4)
+    with TestClient(create_app([str(lora_run)])) as client:
+        served = client.post("/v1/predict", json={"texts": texts, "top_k": 4}).json()["predictions"]
+    for mine, theirs in zip(predicted, served, strict=True):
+        assert [(p["intent"], p["probability"]) for p in theirs["intents"]] == mine  # bit for bit
+    # evaluate scores the test split through the same path: its numbers are those of the predictor's logits
+    ds = dataset_for(read_config(lora_run))
+    logits = predictor.logits(ds.test.texts)
+    assert evaluate_run(lora_run) == metrics(ds.ids(ds.test), logits, ds.labels)
+    assert np.array_equal(softmax(logits).argmax(1), logits.argmax(1))
+
+
+def test_a_bf16_run_scored_without_fast_bf16_runs_in_fp32(
+    lora_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from intentlab import hardware
+    from intentlab.inference.predictor import Predictor
+
+    run = tmp_path / "bf16-run"
+    shutil.copytree(lora_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "bf16": True}))  # as if trained on a bf16 machine
+    texts = ["i lost my card", "rate for converting pounds"]
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))  # an AVX2-only CPU
+    slow_cpu = Predictor.from_run(run)
+    assert slow_cpu.backend.placement.bf16 is False and slow_cpu.backend.placement.device.type == "cpu"
+    fp32 = Predictor.from_run(lora_run, bf16=False)
+    assert np.array_equal(slow_cpu.logits(texts), fp32.logits(texts))
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert (
+        Predictor.from_run(run).backend.placement.bf16 is True
+    )  # where bf16 is fast, the run's choice holds
+    assert Predictor.from_run(lora_run).backend.placement.bf16 is False  # an fp32 run never turns bf16
+
+
+def test_unmerged_export_is_verified_from_the_exported_files(
+    lora_run: Path, tmp_path: Path, tiny_model: str, toy_data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export verification reloads what it wrote: a wrong adapter in the export is caught."""
+    import shutil
+
+    from intentlab.deploy import export
+    from intentlab.errors import UserError
+
+    other = tmp_path / "other"
+    args = tiny_args(tiny_model, toy_data, 1)
+    assert main(["train", "--method", "lora", "--out", str(other), *args, "--seed", "7"]) == 0
+
+    copytree = shutil.copytree
+
+    def copy_the_wrong_run(src: Path, dst: Path, *args: object, **kw: object) -> object:
+        wrong = other / "model" if Path(src) == lora_run / "model" else src
+        return copytree(wrong, dst, *args, **kw)
+
+    monkeypatch.setattr(export.shutil, "copytree", copy_the_wrong_run)
+    with pytest.raises(UserError, match="does not reproduce"):
+        export.export_run(lora_run, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+    monkeypatch.undo()
+    report = export.export_run(lora_run, tmp_path / "export")
+    assert report["argmax_equal"] and report["max_prob_diff"] == 0.0
+    assert json.loads((tmp_path / "export" / "export_verification.json").read_text())["n"] == report["n"]
