@@ -144,7 +144,8 @@ class Registry:
         adapter_state = {k: v for k, v in state.items() if k not in head_state}
         config = copy.deepcopy(config)
         config.modules_to_save = None  # heads live outside peft here (label sets differ per adapter)
-        config.inference_mode = True  # served adapters never train (peft allows one trainable adapter per base)
+        # served adapters never train (and peft allows one trainable adapter per base)
+        config.inference_mode = True
         key = (info["base_model"], info["pooling"], str(config.peft_type))
         base = self.bases.get(key)
         try:
