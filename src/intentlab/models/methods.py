@@ -98,6 +98,37 @@ def _ia3(cfg: Config, ctx: PeftContext) -> Any:
     )
 
 
+def _adalora(cfg: Config, ctx: PeftContext) -> Any:
+    """AdaLoRA: starts every adapted matrix at `init_r` and prunes the total rank budget down to an
+    average of `lora_r` between `tinit` and `total - tfinal` steps (given as fractions of the run)."""
+    from peft import AdaLoraConfig
+
+    opts = _options(cfg)
+    total = max(ctx.total_steps, 1)
+    tinit = int(float(opts.pop("tinit_fraction", 0.1)) * total)
+    tfinal = int(float(opts.pop("tfinal_fraction", 0.2)) * total)
+    if tinit + tfinal >= total:  # a very short run: no room for a budget schedule, so keep the ranks fixed
+        tinit, tfinal = 0, total - 1
+    return AdaLoraConfig(
+        target_r=cfg.lora_r,
+        init_r=int(opts.pop("init_r", max(cfg.lora_r * 3 // 2, cfg.lora_r))),
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=ctx.targets,
+        modules_to_save=ctx.modules_to_save,
+        total_step=total,
+        tinit=tinit,
+        tfinal=tfinal,
+        deltaT=int(opts.pop("deltaT", 10)),
+        **opts,
+    )
+
+
+def _adalora_step(model: Any, step: int) -> None:
+    """peft's rank allocation: after backward and the optimizer step, before gradients are zeroed."""
+    model.base_model.update_and_allocate(step)
+
+
 TABLE: tuple[Method, ...] = (
     Method(
         "baseline",
@@ -130,6 +161,17 @@ TABLE: tuple[Method, ...] = (
     ),
     Method(
         "dora", "DoRA", "DoRA", "#8172B3", ADAPTER, peft=_dora, needs_targets=True, compare_with=("lora",)
+    ),
+    Method(
+        "adalora",
+        "AdaLoRA",
+        "AdaLoRA",
+        "#DA8BC3",
+        ADAPTER,
+        peft=_adalora,
+        on_step=_adalora_step,
+        needs_targets=True,
+        compare_with=("lora",),
     ),
     Method("full", "full fine-tuning", "full fine-tuning", "#937860", ALL_WEIGHTS),
 )
