@@ -17,11 +17,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(app: Any) -> Iterator[tuple[str, int]]:
+def live_server(app: Any, header_timeout_s: float = 10.0) -> Iterator[tuple[str, int]]:
+    """The app behind the same uvicorn settings `intentlab serve` uses."""
     import uvicorn
 
+    from intentlab.serving.http import server_config
+
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(server_config(app, "127.0.0.1", port, header_timeout_s))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from intentlab.errors import UserError
+from intentlab.folders import write_json_atomic
 from intentlab.reporting.report import build_report
-from intentlab.runs import SCHEMA_VERSION, write_json_atomic
+from intentlab.runs import SCHEMA_VERSION
 
 LABELS = ["a", "b", "c", "d"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import tiny_args
 from intentlab.cli import main
-from intentlab.runs import read_jsonl
+from intentlab.folders import read_jsonl
 
 # Runs `intentlab train` in a child process whose loss function sends `signal` to itself on the Nth call:
 # test-only fault injection, nothing of it lives in the library.

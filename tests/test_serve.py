@@ -263,3 +263,205 @@ def test_bounded_load_no_errors_and_stable_memory(runs: dict[str, Path]) -> None
     assert len(lat) == 400
     assert grown_mb < 50, f"peak memory grew {grown_mb:.0f} MB over 400 requests"
     print(f"p50 {np.percentile(lat, 50) * 1000:.1f} ms, p99 {np.percentile(lat, 99) * 1000:.1f} ms")
+
+
+# ----------------------------------------------------------------------------- hostile requests
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b'{"texts": ["hi"], "adapter": "bank", "top_k": NaN}', "NaN is not valid JSON"),
+        (b'{"texts": [NaN], "adapter": "bank"}', "NaN is not valid JSON"),
+        (b'{"texts": ["hi"], "adapter": "bank", "top_k": Infinity}', "Infinity is not valid JSON"),
+        (b'{"texts": ["card \\ud800"], "adapter": "bank"}', "not valid Unicode"),
+        (b'{"texts": ["hi"], "adapter": "bank", "top_k": true}', "top_k"),
+        (b'{"texts": ["hi"], "adapter": "bank", "extra": 1}', "extra"),
+        (b"[1, 2]", "body"),
+    ],
+)
+def test_malformed_json_is_a_422_not_a_500(client: TestClient, raw: bytes, needle: str) -> None:
+    r = client.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert needle in r.json()["detail"]
+
+
+def test_json_is_accepted_whatever_the_content_type(client: TestClient) -> None:
+    body = b'{"texts": ["i lost my card"], "adapter": "bank", "top_k": 2}'
+    for ctype in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"content-type": ctype} if ctype else {}
+        r = client.post("/v1/predict", content=body, headers=headers)
+        assert r.status_code == 200 and len(r.json()["predictions"][0]["intents"]) == 2
+
+
+def test_the_readme_curl_example_works_as_written(runs: dict[str, Path], tmp_path: Path) -> None:
+    import re
+    import shutil
+    import subprocess
+
+    from live_server import live_server
+
+    if shutil.which("curl") is None:
+        pytest.skip("needs curl")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(
+        li.strip() for li in readme.splitlines() if li.strip().startswith("curl -s localhost:8000/v1/predict")
+    )
+    adapter = re.search(r'"adapter": "([^"]+)"', line).group(1)
+    served = tmp_path / adapter
+    shutil.copytree(runs["bank"], served)
+    with live_server(create_app([str(served)])) as (_, port):
+        out = subprocess.run(
+            ["bash", "-c", line.replace("localhost:8000", f"127.0.0.1:{port}")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    reply = json.loads(out.stdout)
+    assert reply["adapter"] == adapter and len(reply["predictions"][0]["intents"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Authorization": TOKEN}, {"name": "x", "run": "dora"}, 401),  # no "Bearer " scheme
+        ({"Authorization": f"bearer {TOKEN}"}, {"name": "x", "run": "dora"}, 401),
+        ({"Authorization": f"Bearer {TOKEN}"}, {"name": "x\n", "run": "dora"}, 422),  # newline in a name
+        ({"Authorization": f"Bearer {TOKEN}"}, {"name": "x", "run": "do\u0000ra"}, 422),  # NUL in a path
+        ({"Authorization": f"Bearer {TOKEN}"}, {"name": 5, "run": "dora"}, 422),
+    ],
+)
+def test_admin_requests_are_strict(
+    client: TestClient, headers: dict[str, str], body: dict[str, object], status: int
+) -> None:
+    r = client.post("/v1/adapters", json=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert not any(name.startswith("x") for name in client.app.state.registry.entries)
+
+
+def test_a_failed_load_is_rolled_back_completely(client: TestClient, runs: dict[str, Path]) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    root = runs["bank"].parent
+    extra = root / "extra-weights"
+    shutil.copytree(runs["chat"], extra)
+    weights = extra / "model" / "adapter" / "adapter_model.safetensors"
+    state = load_file(weights)
+    state["base_model.model.encoder.not_a_layer.lora_A.weight"] = next(iter(state.values())).clone()
+    save_file(state, weights)  # fails after the adapter was added to the shared base
+    r = client.post("/v1/adapters", json={"name": "again", "run": "extra-weights"}, headers=auth)
+    assert r.status_code == 422, r.text
+    base = client.app.state.registry.bases[client.app.state.registry.entries["bank"].shared_key]
+    assert "again" not in base.peft_config  # nothing half-registered
+    listed = root / "listed-info"
+    shutil.copytree(runs["chat"], listed)
+    (listed / "model" / "intentlab.json").write_text("[1, 2]")
+    r = client.post("/v1/adapters", json={"name": "again", "run": "listed-info"}, headers=auth)
+    assert r.status_code == 422 and "must hold an object" in r.text
+    r = client.post("/v1/adapters", json={"name": "again", "run": "chat"}, headers=auth)
+    assert r.status_code == 201, r.text  # the name is free: the failed loads left nothing behind
+    assert client.delete("/v1/adapters/again", headers=auth).status_code == 204
+
+
+def test_one_bad_request_never_fails_its_neighbours(runs: dict[str, Path]) -> None:
+    import asyncio
+
+    import httpx
+
+    from live_server import live_server
+
+    async def burst(url: str) -> list[int]:
+        async with httpx.AsyncClient(timeout=60) as c:
+            good = [c.post(f"{url}/v1/predict", json={"texts": [f"i lost my card {i}"]}) for i in range(20)]
+            bad = c.post(f"{url}/v1/predict", content=b'{"texts": ["card \\ud800"]}')
+            replies = await asyncio.gather(bad, *good)
+        return [r.status_code for r in replies]
+
+    with live_server(create_app([str(runs["bank"])])) as (url, _):
+        codes = asyncio.run(burst(url))
+    assert codes[0] == 422 and codes[1:] == [200] * 20
+
+
+def test_unloading_while_requests_are_in_flight(runs: dict[str, Path]) -> None:
+    import asyncio
+
+    import httpx
+
+    from live_server import live_server
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def storm(url: str) -> list[int]:
+        async with httpx.AsyncClient(timeout=60) as c:
+            requests = [
+                c.post(f"{url}/v1/predict", json={"texts": ["hi"], "adapter": "chat"}) for _ in range(80)
+            ]
+            unload = c.delete(f"{url}/v1/adapters/chat", headers=auth)
+            replies = await asyncio.gather(*requests[:40], unload, *requests[40:])
+        return [r.status_code for r in replies]
+
+    app = create_app(
+        [str(runs["bank"]), str(runs["chat"])], admin_token=TOKEN, runs_root=str(runs["bank"].parent)
+    )
+    with live_server(app) as (url, _):
+        codes = asyncio.run(storm(url))
+    assert 204 in codes and set(codes) <= {200, 204, 404, 503}, codes
+
+
+def test_idle_and_trickling_connections_do_not_starve_others(runs: dict[str, Path]) -> None:
+    """200 idle connections and 10 clients trickling headers: normal requests are served all along,
+    and the stalled connections are cut off by the header deadline."""
+    import socket
+
+    import httpx
+
+    from live_server import live_server
+
+    app = create_app([str(runs["bank"])], limits=Limits(body_timeout_s=2.0))
+    with live_server(app, header_timeout_s=2.0) as (url, port):
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+        trickle = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+        for s in trickle:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
+        for _ in range(10):
+            r = httpx.post(f"{url}/v1/predict", json={"texts": ["where is my card"]}, timeout=30)
+            assert r.status_code == 200, r.text
+        for s in trickle[:3]:
+            s.settimeout(20)
+            reply = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 408"), reply[:80]  # cut off, not held forever
+        for s in idle + trickle:
+            s.close()
+
+
+def test_a_body_sent_byte_by_byte_hits_the_total_deadline(runs: dict[str, Path]) -> None:
+    import socket
+    import time
+
+    from live_server import live_server
+
+    app = create_app([str(runs["bank"])], limits=Limits(body_timeout_s=1.5))
+    with live_server(app) as (_, port):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        s.settimeout(0.5)
+        reply = b""
+        for _ in range(40):  # one byte every 0.5 s: each chunk is in time, the body never is
+            try:
+                s.sendall(b" ")
+                reply += s.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if reply:
+                break
+            time.sleep(0.1)
+        s.close()
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:80]

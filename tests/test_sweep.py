@@ -171,7 +171,7 @@ def test_two_workers_share_a_postgresql_study(
     assert (
         8 <= len(trials) <= 9
     )  # both workers stop at the total; one may start a last trial at the same time
-    runs = sorted(p.name for p in (out / "trials").iterdir())
+    runs = sorted(p.name for p in (out / "trials").iterdir() if not p.name.startswith("."))
     assert runs == [f"trial-{n:04d}" for n in numbers]  # one run folder per trial, no duplicates
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     for t in trials:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from intentlab.cli import main
-from intentlab.runs import read_jsonl
+from intentlab.folders import read_jsonl
 
 
 def test_mlflow_logs_the_same_numbers_as_metrics_jsonl(

@@ -10,7 +10,8 @@ import yaml
 
 from conftest import tiny_args
 from intentlab.cli import main
-from intentlab.runs import EPOCH_KEYS, read_jsonl
+from intentlab.folders import read_jsonl
+from intentlab.runs import EPOCH_KEYS
 
 RESULT_KEYS = {
     "run": ["method", "model", "seed"],
@@ -141,7 +142,9 @@ def test_existing_run_is_never_overwritten_without_flag(
         main(["train", "--method", "head", "--out", str(out), "--overwrite", *train_args, "--seed", "3"]) == 0
     )
     assert json.loads((out / "result.json").read_text())["run"]["seed"] == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["head"]
+    # no backup left; only the (empty, hidden) lock file of the folder stays beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".head.lock", "head"]
+    assert (tmp_path / ".head.lock").stat().st_size == 0
 
 
 def test_early_stopping_restores_best_epoch(tmp_path: Path, train_args: list[str]) -> None:

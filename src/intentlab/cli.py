@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from intentlab import config as C
 from intentlab.errors import UserError
 from intentlab.runs import RunResult
 from intentlab.training.checkpoint import Interrupted
+
+WRITE_ERRORS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.ENOTDIR,
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -102,7 +115,7 @@ def _print_result(result: RunResult, out: str) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from intentlab.inference.evaluate import evaluate_run
 
-    m = evaluate_run(args.run, split=args.split, data_dir=args.data_dir)
+    m = evaluate_run(args.run, split=args.split, data_dir=args.data_dir, other_data=args.other_data)
     if args.json:
         print(json.dumps({k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted", "loss", "n")}))
     else:
@@ -144,6 +157,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError("nothing to predict. Give one or more texts, or --input FILE --output FILE.")
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}.")
+    from intentlab.data.loading import valid_unicode
+
+    bad = next((i for i, t in enumerate(args.texts, 1) if not valid_unicode(t) or not t.strip()), None)
+    if bad is not None:
+        raise UserError(f"text {bad} is empty or not valid Unicode (undecodable bytes). Pass UTF-8 text.")
     predictor = Predictor.from_run(args.run)
     if args.input:
         n = predict_file(
@@ -173,7 +191,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from intentlab.serving.app import Limits, serve
+    try:
+        from intentlab.serving.app import Limits, serve
+    except ImportError as e:
+        raise UserError(
+            f"serve needs FastAPI and uvicorn ({e.name} is missing). Run: pip install 'intentlab[serve]'."
+        ) from None
 
     if args.name and len(args.name) != len(args.runs):
         raise UserError(
@@ -185,12 +208,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         names=args.name,
-        admin_token=args.admin_token,
+        admin_token=_admin_token(args),
         runs_root=args.runs_root,
         limits=limits,
         bf16=args.bf16,
     )
     return 0
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """The admin token from --admin-token-file (first line), else --admin-token, else the environment."""
+    if args.admin_token_file:
+        try:
+            lines = Path(args.admin_token_file).read_text(encoding="utf-8").splitlines()
+            token = lines[0].strip() if lines else ""
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(
+                f"--admin-token-file {args.admin_token_file}: {e}. Give a readable text file."
+            ) from None
+        if not token:
+            raise UserError(
+                f"--admin-token-file {args.admin_token_file} is empty. Put the token on its first line."
+            )
+        return token
+    if args.admin_token:
+        print(
+            "intentlab serve: warning: --admin-token is visible to other users in the process list; "
+            "prefer INTENTLAB_ADMIN_TOKEN or --admin-token-file",
+            file=sys.stderr,
+        )
+    return args.admin_token or os.environ.get("INTENTLAB_ADMIN_TOKEN") or None
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -246,6 +293,11 @@ def build_parser() -> Parser:
     p.add_argument("--split", default="test", choices=("test", "validation"))
     p.add_argument("--data-dir", help="folder with banking77's CSVs (if it moved since training)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument(
+        "--other-data",
+        action="store_true",
+        help="score the data even if its files changed since the run was trained (checksums differ)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="train a methods x seeds matrix on one data split, then report")
@@ -312,9 +364,13 @@ def build_parser() -> Parser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
-        "--admin-token",
-        help="token for POST/DELETE /v1/adapters [default: $INTENTLAB_ADMIN_TOKEN; unset: disabled]",
+        "--admin-token-file",
+        help="file whose first line is the token for POST/DELETE /v1/adapters "
+        "[default: $INTENTLAB_ADMIN_TOKEN; unset: run-time loading disabled]",
     )
+    p.add_argument(
+        "--admin-token", help=argparse.SUPPRESS
+    )  # visible in the process list: use the file or env
     p.add_argument(
         "--runs-root", help="folder that runs loaded at run time must be inside [default: current folder]"
     )
@@ -356,6 +412,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"intentlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # disk full, read-only folders, permissions: one line, nothing half-written
+        err = write_error(e)
+        if err is None:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(
+            f"intentlab {args.command}: error: cannot write{where}: {err.strerror}. "
+            "Free some space or choose a writable output folder; nothing was left half-written.",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def write_error(e: BaseException) -> OSError | None:
+    """The OSError behind a failed write (safetensors reports its own as 'I/O error: ... (os error N)')."""
+    if isinstance(e, OSError):
+        return e if e.errno in WRITE_ERRORS else None
+    match = re.search(r"I/O error: (.*?) \(os error (\d+)\)", str(e))
+    if type(e).__name__ == "SafetensorError" and match and int(match.group(2)) in WRITE_ERRORS:
+        return OSError(int(match.group(2)), match.group(1))
+    return None
 
 
 if __name__ == "__main__":

@@ -255,9 +255,19 @@ def resolve(method: str | None, config_file: str | None, flags: dict[str, Any]) 
     if user:
         cfg = merge(cfg, user, str(config_file))
     cfg = merge(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
-    cfg = cfg.replace(method=chosen)
+    cfg = absolute_paths(cfg.replace(method=chosen))
     validate(cfg)
     return cfg
+
+
+def absolute_paths(cfg: Config) -> Config:
+    """Data paths as absolute paths, so a recorded run works from any folder."""
+    changes: dict[str, Any] = {}
+    if cfg.data != "banking77" and Path(cfg.data).expanduser().exists():
+        changes["data"] = str(Path(cfg.data).expanduser().resolve())
+    if cfg.data_dir:
+        changes["data_dir"] = str(Path(cfg.data_dir).expanduser().resolve())
+    return cfg.replace(**changes) if changes else cfg
 
 
 def validate(cfg: Config) -> None:
@@ -283,9 +293,9 @@ def validate(cfg: Config) -> None:
     need(cfg.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {cfg.eval_batch_size}")
     need(8 <= cfg.max_length <= 8192, f"max_length must be within 8..8192, got {cfg.max_length}")
     need(cfg.patience >= 0, f"patience must be 0 (off) or more, got {cfg.patience}")
-    need(
-        cfg.seed >= 0 and cfg.split_seed >= 0, f"seeds must be non-negative, got {cfg.seed}, {cfg.split_seed}"
-    )
+    for name in ("seed", "split_seed"):
+        value = getattr(cfg, name)
+        need(0 <= value < 2**32, f"{name} must be within 0..4294967295 (numpy and torch seeds), got {value}")
     need(
         cfg.track in (None, "mlflow", "tensorboard"),
         f"track must be mlflow or tensorboard, got {cfg.track!r}",

@@ -9,7 +9,8 @@ A run directory holds:
     model/             tokenizer + label map + adapter (or full weights); loadable on its own
     plots/             per-run charts
 
-`RunResult` (with `EpochRow` per epoch and `Scores` for the test split) is the one typed record of a
+Folders are created and written through `folders.py` (atomic files, a lock per folder, overwrite
+that never loses a run). `RunResult` (with `EpochRow` per epoch and `Scores` for the test split) is the one typed record of a
 run; `write_record()` is the one function that writes it, shared by the training loop and the
 baseline; `load_result()` reads it back for every reader (report, compare, serve, evaluate), records
 of schema 1 (intentlab before the typed record) included.
@@ -22,19 +23,16 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from intentlab.errors import UserError
+from intentlab.folders import is_complete, read_jsonl, write_json_atomic, write_jsonl_atomic
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # 1: records written before the typed record; same keys, some absent
@@ -199,80 +197,6 @@ def read_epochs(run: str | Path) -> list[EpochRow]:
     return [_from(EpochRow, r) for r in read_jsonl(path)] if path.is_file() else []
 
 
-# ----------------------------------------------------------------------------- atomic writes
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def write_jsonl_atomic(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-# ----------------------------------------------------------------------------- creating run dirs
-def is_complete(run: str | Path) -> bool:
-    return (Path(run) / RESULT).is_file()
-
-
-class RunDir:
-    """Claims an output folder for a new run without ever losing what was there.
-
-    Without `overwrite`, an existing non-empty folder is an error. With it, the old folder is moved
-    aside and deleted only once the new run completes; if the new run fails, the old one is restored.
-    """
-
-    def __init__(self, path: str | Path, overwrite: bool = False) -> None:
-        self.path = Path(path)
-        self.backup: Path | None = None
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--out {self.path} is a file. Choose a folder path for the run.")
-        if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
-            state = "a complete run" if is_complete(self.path) else "an incomplete run or other files"
-            raise UserError(
-                f"output folder {self.path} already exists and holds {state}. "
-                "Choose another --out, or pass --overwrite to replace it (or --resume to continue it)."
-            )
-
-    def claim(self) -> Path:
-        """Create the folder (moving an old one aside if overwriting). Call after inputs validated."""
-        if self.path.is_dir() and any(self.path.iterdir()):
-            self.backup = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}-{int(time.time())}")
-            self.path.rename(self.backup)
-        self.path.mkdir(parents=True, exist_ok=True)
-        return self.path
-
-    def commit(self) -> None:
-        if self.backup is not None:
-            shutil.rmtree(self.backup, ignore_errors=True)
-            self.backup = None
-
-    def abort(self) -> None:
-        """Remove the half-written run; put back whatever was there before."""
-        shutil.rmtree(self.path, ignore_errors=True)
-        if self.backup is not None:
-            self.backup.rename(self.path)
-            self.backup = None
-
-
 # ----------------------------------------------------------------------------- provenance
 def _version(pkg: str) -> str | None:
     try:
@@ -338,10 +262,26 @@ def read_config(run: str | Path) -> Any:
     return merge(Config(), read_yaml(path), str(path))
 
 
+def restore_interrupted_overwrite(run: Path) -> None:
+    """Put back a run that a killed `train --overwrite` left aside, when no one is writing it now."""
+    from intentlab.folders import FolderLock, recover_replaced
+
+    if not list(run.absolute().parent.glob(f".{run.name}.replaced-*")):
+        return
+    try:
+        with FolderLock(run.absolute()).acquire():
+            for note in recover_replaced(run.absolute()):
+                print(f"intentlab: {note}", file=sys.stderr)
+    except UserError:
+        pass  # another process is writing it: leave it alone
+
+
 def load_result(run: str | Path) -> RunResult:
     """The typed record of a complete run; a missing, incomplete, corrupt or newer-schema run is a
     UserError."""
     run = Path(run)
+    if not (run / RESULT).is_file():
+        restore_interrupted_overwrite(run)
     if not run.is_dir():
         raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
     path = run / RESULT
@@ -367,3 +307,22 @@ def load_result(run: str | Path) -> RunResult:
         raise UserError(
             f"{path} is not a valid run record ({type(e).__name__}: {e}). Train the run again."
         ) from None
+
+
+__all__ = [
+    "CONFIG",
+    "METRICS",
+    "PREDICTIONS",
+    "RESULT",
+    "EpochRow",
+    "RunInfo",
+    "RunResult",
+    "Scores",
+    "TrainInfo",
+    "is_complete",
+    "load_result",
+    "provenance",
+    "read_config",
+    "read_epochs",
+    "write_record",
+]

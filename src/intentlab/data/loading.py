@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import sys
 import urllib.request
@@ -160,6 +161,12 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     csv.field_size_limit(1 << 30)  # long texts are truncated by the tokenizer, not refused here
     try:
         reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+        header = reader.fieldnames or []
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:
+            raise UserError(
+                f"{path}: the header repeats column(s) {', '.join(map(repr, repeated))}. Give each column its own name."
+            )
         rows = []
         for row in reader:
             if None in row:  # more fields than the header
@@ -190,28 +197,53 @@ def _columns(
     return text, label
 
 
+def _label(value: Any) -> str | None:
+    """A label as text: strings stripped, integral numbers as integers (1 and 1.0 are one class);
+    None for a missing label. Booleans, lists and objects are not labels (ValueError)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(type(value).__name__)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(repr(value))
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value).strip() or None
+
+
+def valid_unicode(text: str) -> bool:
+    """False for text that cannot be encoded as UTF-8 (lone surrogates, e.g. from a JSON \\ud800)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_split(path: Path, text_col: str | None, label_col: str | None) -> Split:
     """Read and validate one split file: every row needs a non-empty text and a label."""
     rows = read_records(path)
     tc, lc = _columns(rows, path, text_col, label_col)
-    texts, labels, empty, unlabelled = [], [], [], []
-    for i, row in enumerate(rows):
-        text, label = row.get(tc), row.get(lc)
+    texts, labels, problems = [], [], {}
+    for n, row in enumerate(rows, 1):
+        text = row.get(tc)
+        try:
+            label = _label(row.get(lc))
+        except ValueError as e:
+            problems.setdefault(f"a label that is not text or a number ({e})", n)
+            label = ""
         if not isinstance(text, str) or not text.strip():
-            empty.append(i + 1)
-        elif label is None or (isinstance(label, float) and label != label) or not str(label).strip():
-            unlabelled.append(i + 1)
+            problems.setdefault(f"an empty or non-text {tc!r}", n)
+        elif not valid_unicode(text) or not valid_unicode(label or ""):
+            problems.setdefault("text that is not valid Unicode (a lone surrogate)", n)
+        elif label is None:
+            problems.setdefault("no label", n)
         texts.append(text.strip() if isinstance(text, str) else "")
-        labels.append(str(label).strip() if label is not None else "")
-    if empty:
-        raise UserError(
-            f"{path}: {len(empty)} row(s) have an empty or non-text {tc!r} (first: row {empty[0]}). "
-            "Remove or fill them."
-        )
-    if unlabelled:
-        raise UserError(
-            f"{path}: {len(unlabelled)} row(s) have no label (first: row {unlabelled[0]}). Label or remove them."
-        )
+        labels.append(label or "")
+    if problems:
+        what, first = next(iter(problems.items()))
+        more = f" (and {len(problems) - 1} other kind(s) of problem)" if len(problems) > 1 else ""
+        raise UserError(f"{path}: row {first} has {what}{more}. Fix or remove such rows.")
     return Split(texts, labels)
 
 

@@ -71,14 +71,25 @@ def export_run(
     The reference is the run itself, loaded unmerged, in fp32 on the CPU; the export is loaded back
     from the folder just written (never the in-memory model) and scored on the run's test split.
     """
+    from intentlab.folders import OutputDir
+
+    run, out = Path(run), Path(out)
+    run_dir = OutputDir(out, overwrite, marker="export_verification.json", entries=None)
+    try:
+        report = _export(run, run_dir, merge, onnx, data_dir)
+    except BaseException:
+        run_dir.abort()
+        raise
+    run_dir.commit()
+    return report
+
+
+def _export(run: Path, run_dir: Any, merge: bool, onnx: bool, data_dir: str | None) -> dict[str, Any]:
     from intentlab.inference.engine import Placement, TorchBackend, softmax
     from intentlab.inference.evaluate import run_dataset
     from intentlab.models.io import load_model
-    from intentlab.runs import RunDir
 
-    run, out = Path(run), Path(out)
-    run_dir = RunDir(out, overwrite)
-    ds, cfg = run_dataset(run, data_dir)
+    ds, cfg = run_dataset(run, data_dir, other_data=True)  # any texts verify an export
     fp32 = Placement.for_this_machine("cpu", bf16=False)
     loaded = load_model(run)
     ref = TorchBackend(loaded.model, loaded.tokenizer, cfg.max_length, fp32)
@@ -88,48 +99,43 @@ def export_run(
     if onnx and is_adapter and not merge:
         raise UserError("--onnx needs a merged model. Add --merge.")
     target = run_dir.claim()
-    try:
-        if is_adapter and not merge:
-            kind = "peft adapter (unmerged)"
-            shutil.copytree(run / "model", target, dirs_exist_ok=True)
-            again = load_model(target)  # the exported folder, loaded on its own
-        else:
-            kind = "merged transformers model" if is_adapter else "transformers model"
-            model = loaded.model.merge_and_unload() if is_adapter else loaded.model
-            write_hf_folder(model, loaded.tokenizer, loaded.labels, loaded.info, target)
-            again = _load_hf(target)
-        probs = softmax(TorchBackend(again.model, loaded.tokenizer, cfg.max_length, fp32).run_ids(ids).logits)
-        probs_onnx_diff = None
-        if onnx:
-            from intentlab.inference.onnx import OnnxBackend
+    if is_adapter and not merge:
+        kind = "peft adapter (unmerged)"
+        shutil.copytree(run / "model", target, dirs_exist_ok=True)
+        again = load_model(target)  # the exported folder, loaded on its own
+    else:
+        kind = "merged transformers model" if is_adapter else "transformers model"
+        model = loaded.model.merge_and_unload() if is_adapter else loaded.model
+        write_hf_folder(model, loaded.tokenizer, loaded.labels, loaded.info, target)
+        again = _load_hf(target)
+    probs = softmax(TorchBackend(again.model, loaded.tokenizer, cfg.max_length, fp32).run_ids(ids).logits)
+    probs_onnx_diff = None
+    if onnx:
+        from intentlab.inference.onnx import OnnxBackend
 
-            _export_onnx(target, loaded.tokenizer)
-            onnx_backend = OnnxBackend(target / "model.onnx", loaded.tokenizer, cfg.max_length)
-            probs_onnx_diff = float(np.abs(softmax(onnx_backend.run_ids(ids).logits) - ref_probs).max())
-        diff = float(np.abs(probs - ref_probs).max())
-        same = bool((probs.argmax(1) == ref_probs.argmax(1)).all())
-        report = {
-            "kind": kind,
-            "n": len(ids),
-            "max_prob_diff": diff,
-            "argmax_equal": same,
-            "tolerance": PROB_TOLERANCE,
-            "onnx_max_prob_diff": probs_onnx_diff,
-        }
-        ok = (
-            same
-            and diff <= PROB_TOLERANCE
-            and (probs_onnx_diff is None or probs_onnx_diff <= 10 * PROB_TOLERANCE)
+        _export_onnx(target, loaded.tokenizer)
+        onnx_backend = OnnxBackend(target / "model.onnx", loaded.tokenizer, cfg.max_length)
+        probs_onnx_diff = float(np.abs(softmax(onnx_backend.run_ids(ids).logits) - ref_probs).max())
+    diff = float(np.abs(probs - ref_probs).max())
+    same = bool((probs.argmax(1) == ref_probs.argmax(1)).all())
+    report = {
+        "kind": kind,
+        "n": len(ids),
+        "max_prob_diff": diff,
+        "argmax_equal": same,
+        "tolerance": PROB_TOLERANCE,
+        "onnx_max_prob_diff": probs_onnx_diff,
+    }
+    ok = (
+        same
+        and diff <= PROB_TOLERANCE
+        and (probs_onnx_diff is None or probs_onnx_diff <= 10 * PROB_TOLERANCE)
+    )
+    (target / "export_verification.json").write_text(json.dumps(report, indent=2))
+    if not ok:
+        raise UserError(
+            f"export of {run} does not reproduce the run's predictions ({report}). Nothing was kept."
         )
-        (target / "export_verification.json").write_text(json.dumps(report, indent=2))
-        if not ok:
-            raise UserError(
-                f"export of {run} does not reproduce the run's predictions ({report}). Nothing was kept."
-            )
-    except BaseException:
-        run_dir.abort()
-        raise
-    run_dir.commit()
     return report
 
 

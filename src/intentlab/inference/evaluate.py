@@ -13,23 +13,43 @@ from typing import Any
 from intentlab.errors import UserError
 
 
-def run_dataset(run: Path, data_dir: str | None = None) -> tuple[Any, Any]:
-    """The dataset (same split) and config a run was trained with."""
+def run_dataset(run: Path, data_dir: str | None = None, other_data: bool = False) -> tuple[Any, Any]:
+    """The dataset (same split) and config a run was trained with.
+
+    The data files' checksums and the split's fingerprint must match what the run recorded; data
+    that changed since is refused (a UserError) unless `other_data` says to score it anyway."""
     from intentlab.data import dataset_for
     from intentlab.runs import load_result, read_config
+    from intentlab.training.measure import split_fingerprint
 
-    load_result(run)  # refuses incomplete or foreign runs with a clear message
+    result = load_result(run)  # refuses incomplete or foreign runs with a clear message
     cfg = read_config(run)
-    return dataset_for(cfg, data_dir), cfg
+    ds = dataset_for(cfg, data_dir)
+    if not other_data:
+        recorded = result.run.dataset.get("source", {}).get("files", {})
+        changed = [
+            split
+            for split, f in ds.source["files"].items()
+            if split in recorded and recorded[split].get("sha256") != f["sha256"]
+        ]
+        if changed or split_fingerprint(ds) != result.run.split_fingerprint:
+            what = f"the {' and '.join(changed)} file(s) changed" if changed else "the split differs"
+            raise UserError(
+                f"the data is not what {run} was trained and tested on ({what} since). Point --data-dir at "
+                "the original data, or pass --other-data to score this data anyway."
+            )
+    return ds, cfg
 
 
-def evaluate_run(run: str | Path, split: str = "test", data_dir: str | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run: str | Path, split: str = "test", data_dir: str | None = None, other_data: bool = False
+) -> dict[str, Any]:
     """Reload a run and evaluate it on `split` of the data it was trained on (same carve-out)."""
     from intentlab.inference.metrics import metrics
     from intentlab.inference.predictor import Predictor
 
     run = Path(run)
-    ds, cfg = run_dataset(run, data_dir)
+    ds, cfg = run_dataset(run, data_dir, other_data)
     predictor = Predictor.from_run(run, batch_size=cfg.eval_batch_size)
     if predictor.labels != ds.labels:
         raise UserError(

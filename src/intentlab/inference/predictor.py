@@ -101,27 +101,44 @@ class BaselineBackend:
 
 
 def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:
-    """Stream texts from a CSV/TSV/JSONL file in chunks, so large files never sit in memory whole."""
+    """Stream texts from a CSV/TSV/JSONL file in chunks, so large files never sit in memory whole.
+
+    As strict as training's reader: a malformed row (unclosed quote, extra fields, bad JSON, no text,
+    invalid Unicode) is a one-line error naming it, never a silently shorter output."""
     import csv
     import json
+
+    from intentlab.data.loading import valid_unicode
 
     if not path.is_file():
         raise UserError(f"input file {path} not found. Pass an existing CSV or JSONL file to --input.")
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise UserError(f"{path}: unsupported file type {suffix!r}. Use .csv, .tsv or .jsonl.")
     with open(path, encoding="utf-8-sig", newline="") as f:
         if suffix in (".jsonl", ".json"):
             rows: Iterator[Any] = (json.loads(line) for line in f if line.strip())
-        elif suffix in (".csv", ".tsv"):
-            rows = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            where = lambda n: f"line {n}"  # noqa: E731
         else:
-            raise UserError(f"{path}: unsupported file type {suffix!r}. Use .csv, .tsv or .jsonl.")
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+            rows = iter(reader)
+            where = lambda n: f"line {reader.line_num}"  # noqa: E731
         batch: list[str] = []
+        n = 0
         try:
             for n, row in enumerate(rows, 1):
                 text = row.get(text_column) if isinstance(row, dict) else None
+                if isinstance(row, dict) and None in row:
+                    raise UserError(
+                        f"{path}: {where(n)} has more fields than the header. Quote texts with commas."
+                    )
                 if not isinstance(text, str) or not text.strip():
                     raise UserError(
-                        f"{path}: row {n} has no text in column {text_column!r}. Fix it or pass --text-column."
+                        f"{path}: {where(n)} has no text in column {text_column!r}. Fix it or pass --text-column."
+                    )
+                if not valid_unicode(text):
+                    raise UserError(
+                        f"{path}: {where(n)} holds invalid Unicode (a lone surrogate). Fix that row."
                     )
                 batch.append(text)
                 if len(batch) == chunk:
@@ -129,7 +146,7 @@ def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:
                     batch = []
         except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
             raise UserError(
-                f"{path}: unreadable ({type(e).__name__}). Save it as UTF-8 CSV or JSONL."
+                f"{path}: unreadable after row {n} ({type(e).__name__}: {e}). Fix the file (UTF-8 CSV or JSONL)."
             ) from None
         if batch:
             yield batch
@@ -152,6 +169,8 @@ def predict_file(
 
     from tqdm.auto import tqdm
 
+    from intentlab.folders import umask
+
     inp, out = Path(inp), Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"output file {out} exists. Choose another --output or pass --overwrite.")
@@ -159,6 +178,7 @@ def predict_file(
         raise UserError(f"--output {out}: use a .csv or .jsonl file name.")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~umask())  # as any file the user writes, not mkstemp's 0600
     n = 0
     try:
         with (

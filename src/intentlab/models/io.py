@@ -27,10 +27,10 @@ from torch import nn
 
 from intentlab.config import POOLINGS, Config
 from intentlab.errors import UserError
+from intentlab.folders import write_json_atomic
 from intentlab.models import tfidf
 from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer
 from intentlab.models.methods import ADAPTER, ALL_WEIGHTS, HEAD_ONLY, STORAGES, TFIDF, get
-from intentlab.runs import write_json_atomic
 
 MODEL_INFO = "intentlab.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")

@@ -53,7 +53,7 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
         doc.bullets(problems, kind="warn")
     _provenance_section(doc, runs, paths, out)
     out.mkdir(parents=True, exist_ok=True)
-    from intentlab.runs import write_json_atomic, write_text_atomic
+    from intentlab.folders import write_json_atomic, write_text_atomic
 
     write_text_atomic(out / "report.md", doc.markdown(out))
     write_text_atomic(out / "report.html", doc.html())

@@ -100,7 +100,7 @@ class Registry:
         from intentlab.models.io import load_model, read_model_info
         from intentlab.runs import load_result
 
-        if not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise UserError(f"adapter name {name!r} is invalid. Use 1-64 letters, digits, '.', '_' or '-'.")
         run = Path(run)
         with self.lock:
@@ -125,13 +125,13 @@ class Registry:
         folder: Path,
         info: dict[str, Any],
         labels: list[str],
-        result: dict[str, Any],
+        result: RunResult,
     ) -> Entry:
-        from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+        from peft import PeftConfig
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer
+        from intentlab.models.classifier import load_tokenizer
 
         try:
             config = PeftConfig.from_pretrained(str(folder / "adapter"))
@@ -148,42 +148,61 @@ class Registry:
         config.inference_mode = True
         key = (info["base_model"], info["pooling"], str(config.peft_type))
         base = self.bases.get(key)
+        shared = base is not None
         try:
-            if base is None:
-                encoder = load_encoder(info["base_model"], info["pooling"])
-                shared = IntentClassifier(encoder, num_labels=1, pooling=info["pooling"], dropout=0.0)
-                shared.name_or_path = info["base_model"]
-                base = get_peft_model(shared, config, adapter_name=name)
-            else:
-                base.add_adapter(name, config)
-            res = set_peft_model_state_dict(base, adapter_state, adapter_name=name)
-        except (RuntimeError, ValueError, KeyError) as e:
-            if key in self.bases and name in base.peft_config:
-                base.delete_adapter(name)  # leave the shared base as it was
+            base = self._attach(base, name, config, info, adapter_state)
+            head = self._head(base, labels, head_state)
+            view = SharedAdapterView(base, name, head, info["pooling"])
+            backend = self._backend(view, load_tokenizer(str(folder)), info, run)
+        except Exception as e:
+            if shared and name in base.peft_config:
+                base.delete_adapter(name)  # leave the shared base exactly as it was
+            if isinstance(e, UserError):
+                raise
             raise UserError(
-                f"adapter of {run} does not fit base {info['base_model']!r} ({str(e)[:120]}). Check the run."
+                f"adapter of {run} could not be loaded onto base {info['base_model']!r} "
+                f"({type(e).__name__}: {str(e)[:120]}). Check the run."
             ) from None
+        self.bases[key] = base
+        return Entry(name, run, info, labels, result, key, backend)
+
+    @staticmethod
+    def _attach(base: Any, name: str, config: Any, info: dict[str, Any], state: dict[str, Any]) -> Any:
+        """Add adapter `name` to `base` (or create the shared base with it) and load its weights."""
+        from peft import get_peft_model, set_peft_model_state_dict
+
+        from intentlab.models.classifier import IntentClassifier, load_encoder
+
+        if base is None:
+            encoder = load_encoder(info["base_model"], info["pooling"])
+            shell = IntentClassifier(encoder, num_labels=1, pooling=info["pooling"], dropout=0.0)
+            shell.name_or_path = info["base_model"]
+            base = get_peft_model(shell, config, adapter_name=name)
+        else:
+            base.add_adapter(name, config)
+        res = set_peft_model_state_dict(base, state, adapter_name=name)
         unexpected = list(getattr(res, "unexpected_keys", []))
         if unexpected:
             raise UserError(
-                f"adapter of {run} has weights its config does not declare ({unexpected[:2]}). Train it again."
+                f"the adapter has weights its config does not declare ({unexpected[:2]}). Train it again."
             )
         base.eval()
-        self.bases[key] = base
+        return base
+
+    @staticmethod
+    def _head(base: Any, labels: list[str], state: dict[str, Any]) -> nn.ModuleDict:
+        """The adapter's own classifier (and trained pooler), outside the shared base."""
         head = nn.ModuleDict()
         hidden = base.base_model.model.encoder.config.hidden_size
         head["classifier"] = nn.Linear(hidden, len(labels))
         head["classifier"].load_state_dict(
-            {k.rsplit(".", 1)[1]: v for k, v in head_state.items() if ".classifier." in k}
+            {k.rsplit(".", 1)[1]: v for k, v in state.items() if ".classifier." in k}
         )
-        pooler_state = {k.split(".pooler.", 1)[1]: v for k, v in head_state.items() if ".pooler." in k}
+        pooler_state = {k.split(".pooler.", 1)[1]: v for k, v in state.items() if ".pooler." in k}
         if pooler_state:
             head["pooler"] = copy.deepcopy(base.base_model.model.encoder.pooler)
             head["pooler"].load_state_dict(pooler_state)
-        head.eval()
-        view = SharedAdapterView(base, name, head, info["pooling"])
-        backend = self._backend(view, load_tokenizer(str(folder)), info, run)
-        return Entry(name, run, info, labels, result, key, backend)
+        return head.eval()
 
     def unload(self, name: str) -> None:
         with self.lock:
@@ -198,10 +217,20 @@ class Registry:
                     base.delete_adapter(name)
 
     # ------------------------------------------------------------------ inference
+    def encode(self, name: str, texts: list[str]) -> list[list[int]]:
+        """Token ids for one request, with the adapter's own tokenizer (KeyError: not loaded)."""
+        return self.entries[name].backend.encode(texts)
+
+    def logits_ids(self, name: str, ids: list[list[int]]) -> np.ndarray:
+        return self.entries[name].backend.run_ids(ids).logits
+
     def logits(self, name: str, texts: list[str]) -> np.ndarray:
         return self.entries[name].backend.run(texts).logits
 
     def predict(self, name: str, texts: list[str], k: int) -> list[list[dict[str, Any]]]:
-        entry = self.entries[name]
-        pairs = top_k(softmax(self.logits(name, texts)), entry.labels, k)
+        return self.top(name, self.logits(name, texts), k)
+
+    def top(self, name: str, logits: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
+        """The k most likely intents per row of `logits`, as the API returns them."""
+        pairs = top_k(softmax(logits), self.entries[name].labels, k)
         return [[{"intent": label, "probability": p} for label, p in row] for row in pairs]

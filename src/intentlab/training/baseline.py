@@ -16,21 +16,12 @@ from typing import Any
 
 from intentlab import data as D
 from intentlab.config import Config
+from intentlab.folders import OutputDir, write_text_atomic
 from intentlab.inference.metrics import metrics
 from intentlab.models import tfidf
 from intentlab.models.io import write_model_info
 from intentlab.models.methods import TFIDF
-from intentlab.runs import (
-    CONFIG,
-    EpochRow,
-    RunDir,
-    RunResult,
-    Scores,
-    TrainInfo,
-    provenance,
-    write_record,
-    write_text_atomic,
-)
+from intentlab.runs import CONFIG, EpochRow, RunResult, Scores, TrainInfo, provenance, write_record
 from intentlab.training.measure import peak_memory_mb, reset_peak_rss, run_info
 
 
@@ -42,7 +33,18 @@ def train_baseline(
     The fit takes seconds and keeps no checkpoint, so resuming an interrupted baseline run fits it
     again from its recorded config, in place."""
     reset_peak_rss()
-    run_dir = RunDir(out, overwrite or resume)
+    run_dir = OutputDir(out, overwrite or resume)
+    try:
+        result = _fit_and_write(cfg, run_dir)
+    except BaseException:
+        run_dir.abort()
+        raise
+    run_dir.commit()
+    return result
+
+
+def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
+    """Fit, score, then claim the folder and write the run (validated input never leaves a folder)."""
     ds = D.dataset_for(cfg)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -67,31 +69,26 @@ def train_baseline(
     n_params = tfidf.parameter_count(pipe)
     out = run_dir.claim()
     D.print_warnings(ds)
-    try:
-        write_text_atomic(out / CONFIG, cfg.to_yaml())
-        model_dir = out / "model"
-        model_dir.mkdir()
-        size = tfidf.save(pipe, model_dir)
-        write_model_info(model_dir, cfg, ds.labels, weights=TFIDF)
-        result = RunResult(
-            run=run_info(cfg, ds, started, tfidf.NAME, {**D.describe(ds), "source": ds.source}),
-            train=TrainInfo(
-                epochs=[row],
-                best_epoch=1,
-                best_val_accuracy=val["accuracy"],
-                trainable_params=n_params,
-                total_params=n_params,
-                train_seconds=fit_seconds,
-                peak_memory_mb=peak_memory_mb()[0],
-                memory_kind="process_peak_rss",
-                checkpoint_bytes=size,
-            ),
-            test=Scores(**test),
-            meta=provenance(),
-        )
-        write_record(out, result, ds.labels, ds.ids(ds.test), test_margins.argmax(1).tolist())
-    except BaseException:
-        run_dir.abort()
-        raise
-    run_dir.commit()
+    write_text_atomic(out / CONFIG, cfg.to_yaml())
+    model_dir = out / "model"
+    model_dir.mkdir()
+    size = tfidf.save(pipe, model_dir)
+    write_model_info(model_dir, cfg, ds.labels, weights=TFIDF)
+    result = RunResult(
+        run=run_info(cfg, ds, started, tfidf.NAME, {**D.describe(ds), "source": ds.source}),
+        train=TrainInfo(
+            epochs=[row],
+            best_epoch=1,
+            best_val_accuracy=val["accuracy"],
+            trainable_params=n_params,
+            total_params=n_params,
+            train_seconds=fit_seconds,
+            peak_memory_mb=peak_memory_mb()[0],
+            memory_kind="process_peak_rss",
+            checkpoint_bytes=size,
+        ),
+        test=Scores(**test),
+        meta=provenance(),
+    )
+    write_record(out, result, ds.labels, ds.ids(ds.test), test_margins.argmax(1).tolist())
     return result

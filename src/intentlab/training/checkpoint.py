@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import shutil
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from intentlab.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -89,9 +92,17 @@ def load(accelerator: Any, run: Path) -> tuple[dict[str, Any], dict[str, torch.T
             folder = old
         else:
             return None
-    accelerator.load_state(str(folder))
-    loop = json.loads((folder / "loop.json").read_text())
-    best = load_file(folder / "best.safetensors") if (folder / "best.safetensors").is_file() else None
+    try:  # Accelerate loads its pickled states with torch.load(weights_only=True): no code runs from them
+        accelerator.load_state(str(folder))
+        loop = json.loads((folder / "loop.json").read_text())
+        best = load_file(folder / "best.safetensors") if (folder / "best.safetensors").is_file() else None
+    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError, KeyError, TypeError) as e:
+        raise UserError(
+            f"the checkpoint in {folder} cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:120]}). "
+            "Train the run again with --overwrite."
+        ) from None
+    if not isinstance(loop, dict):
+        raise UserError(f"{folder}/loop.json is corrupt. Train the run again with --overwrite.")
     return loop, best
 
 

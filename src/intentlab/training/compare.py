@@ -18,6 +18,7 @@ A plan file:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 from intentlab import config as C
 from intentlab.errors import UserError
+from intentlab.folders import FolderLock
 from intentlab.models import methods as M
 from intentlab.runs import RunResult, is_complete, load_result
 from intentlab.training.checkpoint import CHECKPOINT, Interrupted
@@ -80,7 +82,7 @@ def plan_cells(
         cfg = C.merge(cfg, common, f"plan {plan_file} common")
         cfg = C.merge(cfg, entry, f"plan {plan_file} {name}")
         cfg = C.merge(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
-        cfg = cfg.replace(name=name)
+        cfg = C.absolute_paths(cfg.replace(name=name))
         C.validate(cfg)
         cells += [Cell(name, cfg.seed + i, cfg.replace(seed=cfg.seed + i)) for i in range(n_seeds)]
     return cells
@@ -99,6 +101,16 @@ def _eta(left: list[Cell], seconds: dict[str, list[float]]) -> str:
     return f" (~{total / 60:.0f} min)"
 
 
+def _die_with_parent() -> None:
+    """In a cell's process: get SIGTERM when compare dies, even by SIGKILL (Linux prctl), so no cell
+    keeps training unwatched; SIGTERM makes the cell checkpoint and stop."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _run_cell(cell: Cell, path: Path) -> RunResult:
     """Train one cell in its own process: its memory peak and wall time are its own, and a crash in one
     cell cannot take the matrix down. An interrupted cell with a checkpoint is resumed."""
@@ -114,7 +126,9 @@ def _run_cell(cell: Cell, path: Path) -> RunResult:
             cfg_file.write_text(cell.cfg.to_yaml(), encoding="utf-8")
             args = ["train", "--config", str(cfg_file), "--out", str(path)]
             args += ["--overwrite"] if path.exists() else []
-        code = subprocess.run([sys.executable, "-m", "intentlab", *args]).returncode
+        code = subprocess.run(
+            [sys.executable, "-m", "intentlab", *args], preexec_fn=_die_with_parent
+        ).returncode
     if code == 130:
         raise Interrupted(
             f"compare stopped in cell {cell.name} seed {cell.seed}. Run the same command to continue."
@@ -128,8 +142,14 @@ def _run_cell(cell: Cell, path: Path) -> RunResult:
 
 
 def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list[Path]:
-    """Train every unfinished cell in order, printing progress across the whole matrix."""
+    """Train every unfinished cell in order, printing progress across the whole matrix. One compare
+    per OUT at a time (a lock); each cell's run folder has its own lock too."""
     out = Path(out)
+    with FolderLock(out).acquire(f"compare folder {out}"):
+        return _run_cells(out, cells, report)
+
+
+def _run_cells(out: Path, cells: list[Cell], report: bool) -> list[Path]:
     finished = sum(is_complete(c.path(out)) for c in cells)
     print(f"compare: {len(cells)} cells ({finished} already complete) -> {out}", flush=True)
     seconds: dict[str, list[float]] = {}  # per method, for the time estimate

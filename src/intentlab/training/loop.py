@@ -10,6 +10,7 @@ Devices and processes come from Hugging Face Accelerate, so `accelerate launch` 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
+from intentlab.folders import FolderLock, OutputDir, recover_replaced, write_jsonl_atomic, write_text_atomic
 from intentlab.hardware import default_device_type, fast_bf16
 from intentlab.inference.engine import Placement, forward_batches
 from intentlab.inference.metrics import metrics
@@ -36,16 +38,13 @@ from intentlab.runs import (
     METRICS,
     RESULT,
     EpochRow,
-    RunDir,
     RunResult,
     Scores,
     TrainInfo,
     provenance,
     read_config,
     read_epochs,
-    write_jsonl_atomic,
     write_record,
-    write_text_atomic,
 )
 from intentlab.training import checkpoint as ckpt
 from intentlab.training.measure import length_histogram, peak_memory_mb, reset_peak_rss, rss_mb, run_info
@@ -74,21 +73,48 @@ def train(
         torch.set_num_threads(cfg.threads)
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
-    out = Path(out)
-    run_dir = None if resume else RunDir(out, overwrite)  # every process checks, so all fail together
-    setup = Setup(cfg, accelerator)  # validates data and model before anything is written
-    run_dir = run_dir if main else None  # only the main process writes the run folder
-    if run_dir:
-        run_dir.claim()
-        D.print_warnings(setup.ds)
-    accelerator.wait_for_everyone()
+    out = Path(out).absolute()
+    # every process checks the folder, so all fail together; only the main process locks and writes it
+    run_dir = None if resume else OutputDir(out, overwrite, lock=main)
+    lock = FolderLock(out).acquire(str(out)) if resume and main else None
+    try:
+        if resume and main:
+            for note in recover_replaced(out):
+                print(f"intentlab: {note}", file=sys.stderr)
+        setup = Setup(cfg, accelerator)  # validates data and model before anything is written
+        run_dir = run_dir if main else None
+        if run_dir:
+            run_dir.claim()
+            D.print_warnings(setup.ds)
+        accelerator.wait_for_everyone()
+        result = _run(setup, cfg, accelerator, out, progress, resume, on_epoch, main, run_dir)
+    except BaseException:
+        if run_dir:
+            run_dir.release()
+        raise
+    finally:
+        if lock:
+            lock.release()
+    return result
+
+
+def _run(
+    setup: Setup,
+    cfg: Config,
+    accelerator: Any,
+    out: Path,
+    progress: bool,
+    resume: bool,
+    on_epoch: Callable[[EpochRow], bool] | None,
+    main: bool,
+    run_dir: OutputDir | None,
+) -> RunResult:
+    """Training proper, once the folder is claimed: tracker, config.yaml, the loop; on failure the
+    folder is dropped (or the replaced run put back) unless a checkpoint makes it resumable."""
     setup.on_epoch = on_epoch
+    name = cfg.name or f"{cfg.method}-seed{cfg.seed}"
     setup.tracker = (
-        make_tracker(
-            cfg.track, cfg.tracking_uri, out, setup.ds.name, cfg.name or f"{cfg.method}-seed{cfg.seed}"
-        )
-        if main
-        else NullTracker()
+        make_tracker(cfg.track, cfg.tracking_uri, out, setup.ds.name, name) if main else NullTracker()
     )
     if main and not resume:
         setup.tracker.params(cfg.to_dict())

@@ -23,9 +23,10 @@ import yaml
 
 from intentlab import config as C
 from intentlab.errors import UserError
+from intentlab.folders import write_text_atomic
 from intentlab.models.methods import LOOP
 from intentlab.models.methods import TABLE as METHOD_TABLE
-from intentlab.runs import write_text_atomic
+from intentlab.runs import EpochRow
 
 KINDS = ("float", "int", "categorical")
 
@@ -101,14 +102,9 @@ def run_sweep(
     pruner: str = "median",
 ) -> dict[str, Any]:
     """Run trials until the study holds `trials` finished ones; returns the best trial's summary."""
-    try:
-        import optuna
-    except ImportError:
-        raise UserError("intentlab sweep needs optuna. Run: pip install optuna.") from None
+    optuna = _import_optuna()
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
-
-    from intentlab.training.loop import train
 
     tunable = [m.name for m in METHOD_TABLE if m.trainer == LOOP]
     if method not in tunable:
@@ -121,43 +117,12 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = study_name or f"{method}-{base.data if base.data == 'banking77' else Path(base.data).name}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    chosen_pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-        if pruner == "median"
-        else optuna.pruners.NopPruner()
-    )
-    try:
-        study = _open_study(optuna, name, storage, chosen_pruner)
-    except Exception as e:
-        raise UserError(
-            f"cannot open the Optuna study at {storage!r} ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
-            "Check --storage (e.g. sqlite:///study.db or postgresql://user:pass@host/db)."
-        ) from None
-
-    def objective(trial: Any) -> float:
-        params = suggest(trial, space)
-        cfg = C.merge(base, params, f"trial {trial.number}")
-        cfg = cfg.replace(name=f"{method}-trial-{trial.number:04d}")
-        C.validate(cfg)
-
-        def report(row: dict[str, Any]) -> bool:
-            trial.report(row.val_accuracy, row.epoch)
-            return trial.should_prune()
-
-        run = out / "trials" / f"trial-{trial.number:04d}"
-        result = train(cfg, run, overwrite=run.exists(), on_epoch=report)
-        trial.set_user_attr("run", str(run))
-        trial.set_user_attr("test_accuracy", result.test.accuracy)
-        if result.train.pruned:
-            raise optuna.TrialPruned()
-        return result.train.best_val_accuracy
-
+    study = _study(optuna, name, storage, pruner)
     done = (TrialState.COMPLETE, TrialState.PRUNED)
+    objective = _objective(optuna, base, space, out)
     study.optimize(objective, callbacks=[MaxTrialsCallback(trials, states=done)], catch=())
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in done]
-    complete = [t for t in finished if t.state == TrialState.COMPLETE]
-    if not complete:
+    if not any(t.state == TrialState.COMPLETE for t in finished):
         raise UserError(
             f"no trial of study {name!r} completed (all {len(finished)} pruned or failed). Widen the space."
         )
@@ -179,3 +144,53 @@ def run_sweep(
         "best_config": str(out / "best.yaml"),
         "space": yaml.safe_dump(space),
     }
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("intentlab sweep needs optuna. Run: pip install 'intentlab[sweep]'.") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _study(optuna: Any, name: str, storage: str, pruner: str) -> Any:
+    """Create or join the study, as a one-line error when the storage cannot be opened."""
+    chosen = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    try:
+        return _open_study(optuna, name, storage, chosen)
+    except Exception as e:
+        raise UserError(
+            f"cannot open the Optuna study at {storage!r} ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
+            "Check --storage (e.g. sqlite:///study.db or postgresql://user:pass@host/db)."
+        ) from None
+
+
+def _objective(optuna: Any, base: C.Config, space: dict[str, dict[str, Any]], out: Path) -> Any:
+    """One trial: a config from the space, an ordinary run folder, validation accuracy per epoch
+    reported for pruning; the best epoch's validation accuracy is the objective."""
+    from intentlab.training.loop import train
+
+    def objective(trial: Any) -> float:
+        cfg = C.merge(base, suggest(trial, space), f"trial {trial.number}")
+        cfg = cfg.replace(name=f"{base.method}-trial-{trial.number:04d}")
+        C.validate(cfg)
+
+        def report(row: EpochRow) -> bool:
+            trial.report(row.val_accuracy, row.epoch)
+            return trial.should_prune()
+
+        run = out / "trials" / f"trial-{trial.number:04d}"
+        result = train(cfg, run, overwrite=run.exists(), on_epoch=report)
+        trial.set_user_attr("run", str(run))
+        trial.set_user_attr("test_accuracy", result.test.accuracy)
+        if result.train.pruned:
+            raise optuna.TrialPruned()
+        return result.train.best_val_accuracy
+
+    return objective

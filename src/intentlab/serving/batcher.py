@@ -1,0 +1,113 @@
+"""Dynamic batching for `intentlab serve`: requests that arrive together for one adapter run as one
+forward pass.
+
+Each request is validated and tokenized on its own before it joins a batch, so malformed input is
+that request's 422 and never reaches a batch. Should a batch still fail, its requests are retried
+one by one, so one request's failure never becomes another's. All model calls go through one worker
+thread: the active adapter of a shared base is switched per group, never concurrently, and loading
+or unloading an adapter (on the same thread) never overlaps a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from intentlab.serving.registry import Registry
+
+
+class AdapterGone(Exception):
+    """The adapter was unloaded while the request waited (the API answers 404)."""
+
+
+@dataclass
+class Item:
+    adapter: str
+    ids: list[list[int]]
+    top_k: int
+    future: asyncio.Future[Any]
+
+
+class Batcher:
+    """Collects requests for `wait_ms`, groups them by adapter and runs each group as one batch."""
+
+    def __init__(self, registry: Registry, wait_ms: float = 5.0, max_batch_texts: int = 256) -> None:
+        self.registry = registry
+        self.wait_ms = wait_ms
+        self.max_batch_texts = max_batch_texts
+        self.queue: asyncio.Queue[Item] | None = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intentlab-model")
+        self.task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(*args)` on the model thread (loading and unloading adapters go through here)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def predict(self, adapter: str, ids: list[list[int]], top_k: int) -> list[list[dict[str, Any]]]:
+        assert self.queue is not None, "batcher not started"
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self.queue.put(Item(adapter, ids, top_k, fut))
+        return await fut
+
+    async def _collect(self) -> list[Item]:
+        assert self.queue is not None
+        loop = asyncio.get_running_loop()
+        items = [await self.queue.get()]
+        deadline = loop.time() + self.wait_ms / 1000
+        while sum(len(i.ids) for i in items) < self.max_batch_texts:
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                break
+            try:
+                items.append(await asyncio.wait_for(self.queue.get(), timeout))
+            except asyncio.TimeoutError:
+                break
+        return items
+
+    async def _run(self) -> None:
+        while True:
+            groups: dict[str, list[Item]] = {}
+            for item in await self._collect():
+                groups.setdefault(item.adapter, []).append(item)
+            for adapter, group in groups.items():
+                try:
+                    results = await self.run(self._predict_group, adapter, group)
+                except Exception:
+                    results = [await self._alone(adapter, item) for item in group]  # isolate the failure
+                for item, result in zip(group, results, strict=True):
+                    if item.future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        item.future.set_exception(result)
+                    else:
+                        item.future.set_result(result)
+
+    async def _alone(self, adapter: str, item: Item) -> Any:
+        try:
+            return (await self.run(self._predict_group, adapter, [item]))[0]
+        except Exception as e:
+            return e
+
+    def _predict_group(self, adapter: str, group: list[Item]) -> list[list[list[dict[str, Any]]]]:
+        if adapter not in self.registry.entries:
+            raise AdapterGone(adapter)
+        ids = [row for item in group for row in item.ids]
+        logits = self.registry.logits_ids(adapter, ids)
+        self.batches += 1
+        out, start = [], 0
+        for item in group:
+            out.append(self.registry.top(adapter, logits[start : start + len(item.ids)], item.top_k))
+            start += len(item.ids)
+        return out

@@ -1,0 +1,141 @@
+"""HTTP-level defences of `intentlab serve`: slow and stuck clients cannot hold the server.
+
+- `RequestDeadlineProtocol`: uvicorn's h11 protocol with a deadline for a request's line and headers
+  (uvicorn has none: its keep-alive timeout only covers the idle time between requests). A connection
+  that has not sent a whole header block within `header_timeout_s` gets 408 and is closed, so idle or
+  trickling connections cannot pile up.
+- `BodyLimit`: ASGI middleware that reads a request body whole before the app sees it, within a size
+  limit (413) and a *total* deadline (408): one byte every few seconds does not keep it open.
+- `server_config()`: the uvicorn settings `intentlab serve` runs with (tests start the same server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEADER_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+
+
+class RequestDeadlineProtocol(H11Protocol):
+    """h11 protocol that closes connections whose request headers do not arrive in time."""
+
+    header_timeout_s = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self.conn.their_state is h11.IDLE:
+            self._arm()  # a new request on a kept-alive connection
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()  # the request line and headers are in
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = asyncio.get_running_loop().call_later(self.header_timeout_s, self._expire)
+
+    def _disarm(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _expire(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            body = json.dumps({"detail": f"request headers not received within {self.header_timeout_s:g} s"})
+            self.transport.write(HEADER_408 % (len(body), body.encode()))
+            self.transport.close()
+
+
+def protocol_with(header_timeout_s: float) -> type[RequestDeadlineProtocol]:
+    return type("RequestDeadlineProtocol", (RequestDeadlineProtocol,), {"header_timeout_s": header_timeout_s})
+
+
+class BodyLimit:
+    """ASGI middleware: reads a request body whole before the app sees it, with two limits.
+
+    413 when the body is over `max_bytes` (declared by Content-Length or streamed); 408 when the
+    whole body has not arrived within `timeout_s` of the request's start (a total deadline, not a
+    per-chunk one). A slow or stuck client holds no handler meanwhile: other requests are served.
+    """
+
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float = 10.0) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    @staticmethod
+    async def _reply(send: Any, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read(self, receive: Any) -> bytes | int | None:
+        """The whole body; 413 when too big; None when the client went away."""
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return None
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return 413
+            if not msg.get("more_body"):
+                return b"".join(chunks)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        too_big = f"request body over {self.max_bytes} bytes"
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._reply(send, 413, too_big)
+        try:
+            body = await asyncio.wait_for(self._read(receive), self.timeout_s)
+        except asyncio.TimeoutError:
+            return await self._reply(send, 408, f"request body not received within {self.timeout_s:g} s")
+        if body is None:
+            return None
+        if body == 413:
+            return await self._reply(send, 413, too_big)
+        replay = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive_again() -> dict[str, Any]:
+            return replay.pop() if replay else await receive()
+
+        return await self.app(scope, receive_again, send)
+
+
+def server_config(app: Any, host: str, port: int, header_timeout_s: float = 10.0) -> Any:
+    """uvicorn settings for `intentlab serve`: the deadline protocol, a short keep-alive, and no
+    connection-count limit (idle connections are closed by the deadlines instead of turning every
+    other request into a 503)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol_with(header_timeout_s),
+        log_level="warning",
+        timeout_keep_alive=5,
+        limit_concurrency=None,
+    )

@@ -1,0 +1,161 @@
+"""A run folder from a stranger never runs code: a payload planted under every file name that any
+loading path reads, for every command that loads runs. Each command works safely or gives a one-line
+error; the payload's marker file never appears."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_args
+from intentlab.cli import main
+
+PICKLE_NAMES = [  # every name a loader might unpickle (torch.load, pickle, joblib)
+    "model/baseline.pkl",
+    "model/pytorch_model.bin",
+    "model/adapter/adapter_model.bin",
+    "model/encoder/pytorch_model.bin",
+    "model/training_args.bin",
+    "checkpoint/optimizer.bin",
+    "checkpoint/scheduler.bin",
+    "checkpoint/random_states_0.pkl",
+    "checkpoint/pytorch_model.bin",
+]
+
+
+class Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def plant(run: Path, marker: Path) -> None:
+    """Pickles under every name, and remote code wherever transformers would import it from."""
+    for name in PICKLE_NAMES:
+        path = run / name
+        if path.parent.is_dir() or name.startswith("model/"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pickle.dumps({"state": Payload(marker)}))
+    code = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+    for folder in (run / "model", run / "model" / "encoder"):
+        if not folder.is_dir():
+            continue
+        (folder / "evil.py").write_text(code)
+        for cfg_name, key in (("tokenizer_config.json", "AutoTokenizer"), ("config.json", "AutoModel")):
+            cfg = folder / cfg_name
+            data = json.loads(cfg.read_text()) if cfg.is_file() else {}
+            data["auto_map"] = {
+                key: ["evil.Evil", None] if key == "AutoTokenizer" else "evil.Evil",
+                "AutoConfig": "evil.EvilConfig",
+            }
+            cfg.write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("poisoned")
+    runs = {}
+    for method in ("lora", "full", "head", "baseline"):
+        runs[method] = root / "cmp" / method / "seed-42"
+        assert (
+            main(
+                ["train", "--method", method, "--out", str(runs[method]), *tiny_args(tiny_model, toy_data, 1)]
+            )
+            == 0
+        )
+    # an interrupted run with a checkpoint to resume
+    runs["interrupted"] = root / "interrupted"
+    args = [*tiny_args(tiny_model, toy_data, 2), "--checkpoint-steps", "3"]
+    child = (
+        "import os, signal, sys\nimport torch.nn.functional as F\nimport intentlab.training.loop as T\n"
+        "n = [0]\nreal = F.cross_entropy\n"
+        "def dying(*a, **k):\n    n[0] += 1\n    if n[0] == 5: os.kill(os.getpid(), signal.SIGKILL)\n    return real(*a, **k)\n"
+        "T.F = type('F', (), {'cross_entropy': staticmethod(dying)})\n"
+        "from intentlab.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", child, "train", "--method", "lora", "--out", str(runs["interrupted"]), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9 and (runs["interrupted"] / "checkpoint").is_dir(), proc.stderr[-400:]
+    marker = root / "PWNED"
+    for run in runs.values():
+        plant(run, marker)
+    runs["marker"] = marker
+    return runs
+
+
+def one_line_or_ok(code: int, err: str) -> None:
+    assert code in (0, 2), err[-800:]
+    assert "Traceback" not in err
+    if code == 2:
+        lines = [li for li in err.strip().splitlines() if "error:" in li]
+        assert len(lines) == 1, err[-800:]
+
+
+@pytest.mark.parametrize("method", ["lora", "full", "head", "baseline"])
+def test_predict_evaluate_export_never_run_planted_code(
+    poisoned: dict[str, Path], method: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = poisoned[method]
+    for argv in (
+        ["predict", str(run), "i lost my card"],
+        ["evaluate", str(run), "--json"],
+        ["export", str(run), "--out", str(tmp_path / "export"), "--merge"],
+    ):
+        code = main(argv)
+        one_line_or_ok(code, capsys.readouterr().err)
+        assert not poisoned["marker"].exists(), argv
+
+
+def test_serve_and_admin_load_never_run_planted_code(poisoned: dict[str, Path]) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from intentlab.errors import UserError
+    from intentlab.serving.app import create_app
+
+    for method in ("lora", "full", "head"):
+        try:
+            with TestClient(create_app([str(poisoned[method])])) as c:
+                c.post("/v1/predict", json={"texts": ["hi"]})
+        except UserError:
+            pass
+    root = poisoned["lora"].parents[1]
+    with TestClient(create_app([], admin_token="t", runs_root=str(root))) as c:
+        for method in ("lora", "full", "head", "baseline"):
+            r = c.post(
+                "/v1/adapters",
+                json={"name": method, "run": f"{method}/seed-42"},
+                headers={"Authorization": "Bearer t"},
+            )
+            assert r.status_code in (201, 422), r.text
+    assert not poisoned["marker"].exists()
+
+
+def test_report_compare_and_resume_never_run_planted_code(
+    poisoned: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cmp_root = poisoned["lora"].parents[1]
+    one_line_or_ok(
+        main(["report", str(cmp_root), "--out", str(tmp_path / "report")]), capsys.readouterr().err
+    )
+    code = main(
+        ["compare", "--out", str(cmp_root), "--methods", "lora,baseline", "--seeds", "1", "--no-report"]
+    )
+    one_line_or_ok(code, capsys.readouterr().err)
+    resumed = tmp_path / "resume"
+    shutil.copytree(poisoned["interrupted"], resumed)
+    one_line_or_ok(main(["train", "--resume", str(resumed)]), capsys.readouterr().err)
+    assert not poisoned["marker"].exists()
