@@ -67,6 +67,18 @@ def load_tokenizer(name: str) -> Any:
         ) from None
 
 
+def position_limit(name: str) -> int | None:
+    """The most tokens the model's position embeddings allow (None when its config does not say)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name), trust_remote_code=False)
+    except (OSError, ValueError):
+        return None  # load_tokenizer/load_encoder report the problem
+    limit = getattr(config, "max_position_embeddings", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+
 def load_encoder(name: str, pooling: str, config_only: bool = False) -> nn.Module:
     """The bare encoder (AutoModel). Its pooler is dropped unless `[CLS]` pooling needs it."""
     from transformers import AutoConfig, AutoModel

@@ -49,29 +49,32 @@ class Doc:
 
     # ------------------------------------------------------------------ renderers
     def markdown(self, base: Path, top: bool = True) -> str:
-        out = [f"# {self.title}\n"] if top else []
+        out = [f"# {_md(self.title)}\n"] if top else []
         for kind, value in self.blocks:
             if kind == "h":
-                out.append(f"## {value}\n")
+                out.append(f"## {_md(str(value))}\n")
             elif kind == "p":
                 text, _ = value  # type: ignore[misc]
-                out.append(f"{text}\n")
+                out.append(f"{_md(text)}\n")
             elif kind == "ul":
                 items, _ = value  # type: ignore[misc]
-                out.append("".join(f"- {i}\n" for i in items))
+                out.append("".join(f"- {_md(i)}\n" for i in items))
             elif kind == "table":
                 header, rows, caption = value  # type: ignore[misc]
-                lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-                lines += ["| " + " | ".join(r) + " |" for r in rows]
-                out.append((f"*{caption}*\n\n" if caption else "") + "\n".join(lines) + "\n")
+                lines = [
+                    "| " + " | ".join(map(_cell, header)) + " |",
+                    "|" + "|".join("---" for _ in header) + "|",
+                ]
+                lines += ["| " + " | ".join(map(_cell, r)) + " |" for r in rows]
+                out.append((f"*{_md(caption)}*\n\n" if caption else "") + "\n".join(lines) + "\n")
             elif kind == "img":
                 path, alt = value  # type: ignore[misc]
-                out.append(f"![{alt}]({Path(path).relative_to(base).as_posix()})\n")
+                out.append(f"![{_md(alt)}]({Path(path).relative_to(base).as_posix()})\n")
             elif kind == "code":
                 out.append(f"```\n{value}\n```\n")
             elif kind == "details":
                 summary, inner = value  # type: ignore[misc]
-                out.append(f"### {summary}\n\n{inner.markdown(base, top=False)}")
+                out.append(f"### {_md(summary)}\n\n{inner.markdown(base, top=False)}")
         return "\n".join(out)
 
     def html(self, top: bool = True) -> str:
@@ -109,6 +112,15 @@ class Doc:
             f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(self.title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{e(self.title)}</h1>\n{body}\n</body></html>\n"
         )
+
+
+def _md(text: str) -> str:
+    """Text for Markdown: HTML in run records (names, labels, paths) shows as text, never as markup."""
+    return html.escape(str(text), quote=False).replace("\r", " ").replace("\n", " ")
+
+
+def _cell(text: str) -> str:
+    return _md(text).replace("|", "\\|")
 
 
 def _inline(text: str) -> str:

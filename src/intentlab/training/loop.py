@@ -87,7 +87,7 @@ def train(
             run_dir.claim()
             D.print_warnings(setup.ds)
         accelerator.wait_for_everyone()
-        result = _run(setup, cfg, accelerator, out, progress, resume, on_epoch, main, run_dir)
+        result = _run(setup, setup.cfg, accelerator, out, progress, resume, on_epoch, main, run_dir)
     except BaseException:
         if run_dir:
             run_dir.release()

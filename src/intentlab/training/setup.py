@@ -5,6 +5,7 @@ so a failed setup leaves nothing behind."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,13 @@ from intentlab.config import Config
 from intentlab.data import batching as B
 from intentlab.errors import UserError
 from intentlab.inference.engine import pad_id
-from intentlab.models.classifier import build_model, count_params, head_modules, load_tokenizer
+from intentlab.models.classifier import (
+    build_model,
+    count_params,
+    head_modules,
+    load_tokenizer,
+    position_limit,
+)
 from intentlab.models.methods import get as get_method
 from intentlab.runs import EpochRow
 from intentlab.training.tracking import NullTracker
@@ -72,6 +79,13 @@ class Setup:
         self.tracker: NullTracker = NullTracker()
         self.ds = D.dataset_for(cfg)
         self.tokenizer = load_tokenizer(cfg.model)
+        limit = position_limit(cfg.model)
+        if limit and cfg.max_length > limit:  # longer inputs would index past the position embeddings
+            print(
+                f"intentlab: warning: max_length {cfg.max_length} is more than {cfg.model} supports; using {limit}",
+                file=sys.stderr,
+            )
+            cfg = self.cfg = cfg.replace(max_length=limit)
         self.pad_id = pad_id(self.tokenizer)
         self.method = get_method(cfg.method)
         splits = ("train", "validation", "test")
