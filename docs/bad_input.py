@@ -22,14 +22,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import make_rows, write_csv  # noqa: E402  (the tests' fixture data)
 
 
-def cli(*args: str) -> tuple[int, str]:
+def cli(*args: str, preexec: object = None) -> tuple[int, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     p = subprocess.run(
-        [sys.executable, "-m", "intentlab", *args], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-m", "intentlab", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        errors="replace",
+        preexec_fn=preexec,  # type: ignore[arg-type]
     )
-    if p.returncode == 0:  # accepted: the warnings printed, then the run's summary line
+    if p.returncode == 0:  # accepted: the warnings printed, then the last line of output
         warnings = [ln for ln in p.stderr.splitlines() if "warning:" in ln]
-        return 0, " / ".join([*warnings, p.stdout.strip().splitlines()[-1]])
+        return 0, " / ".join([*warnings, *p.stdout.strip().splitlines()[-1:]])
     return p.returncode, p.stderr.strip().splitlines()[-1]
 
 
@@ -108,6 +114,7 @@ def main() -> None:
     shutil.copytree(run, incomplete)
     (incomplete / "result.json").unlink()
 
+    extra = _extra_inputs(work, run, good, common)
     train = ["train", "--method", "lora", "--out", str(work / "new"), *common]
     cases = [
         (
@@ -249,6 +256,7 @@ def main() -> None:
             ["train", "--resume", str(run)],
             "test_resume.py::test_resume_refusals",
         ),
+        *extra,
     ]
     out = [
         "# Bad input: what users see",
@@ -259,17 +267,175 @@ def main() -> None:
         "| area | input | exit | what the user sees | test |",
         "|---|---|---|---|---|",
     ]
-    for i, (area, what, args, test) in enumerate(cases):
+    from intentlab.folders import FolderLock
+
+    busy = FolderLock((work / "busy").absolute())
+    for i, (area, what, args, test, *how) in enumerate(cases):
         args = [
             str(work / f"out-{i}") if a == str(work / "new") else a for a in args
         ]  # a fresh --out per case
-        code, msg = cli(*args)
+        if how and how[0] == "locked":
+            busy.acquire()  # another process is writing that folder
+        code, msg = cli(*args, preexec=how[0] if how and callable(how[0]) else None)
+        busy.release()
         msg = msg.replace(str(work), "…").replace("|", "\\|")
         out.append(f"| {area} | {what} | {code} | {msg} | `{test}` |")
     out += _api_rows(run, work)
     (ROOT / "docs" / "bad-input.md").write_text("\n".join(out) + "\n")
     print("\n".join(out))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _disk_full() -> None:
+    """In the child: files over 1 MB fail with EFBIG, as on a full disk."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+
+def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[tuple]:
+    """The hostile and broken inputs of the hardening work (issue 10)."""
+    import pickle
+
+    def data_file(name: str, content: bytes) -> str:
+        (work / name).write_bytes(content)
+        return str(work / name)
+
+    train = ["train", "--method", "head", "--out", str(work / "new"), *common]
+    thesis = work / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("years of work")
+    (work / "afile").write_text("x")
+    old_baseline = work / "old-baseline"
+    shutil.copytree(run, old_baseline)
+    shutil.rmtree(old_baseline / "model")
+    (old_baseline / "model").mkdir()
+    (old_baseline / "model" / "baseline.pkl").write_bytes(pickle.dumps({"pipeline": None}))
+    listed = work / "listed-info"
+    shutil.copytree(run, listed)
+    (listed / "model" / "intentlab.json").write_text("[1, 2]")
+    changed = work / "changed-data"
+    shutil.copytree(good, changed)
+    rows = make_rows(8, seed=2)
+    changed_run = work / "changed-run"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "intentlab",
+            "train",
+            "--method",
+            "head",
+            "--out",
+            str(changed_run),
+            "--data",
+            str(changed),
+            *common,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    rows[0]["label"] = "top_up" if rows[0]["label"] != "top_up" else "lost_card"
+    write_csv(changed / "test.csv", rows)
+    unclosed = data_file("unclosed.csv", b'text\nfirst\n"unclosed quote\n' + b"more\n" * 1000)
+    full_run = work / "full-run"
+    shutil.copytree(run, full_run)
+    return [
+        (
+            "data",
+            "CSV header repeating a column",
+            [*train, "--data", data_file("dup.csv", b"text,label,text\nhi,a,b\n")],
+            "test_hardening.py::test_bad_data_files",
+        ),
+        (
+            "data",
+            "JSONL text with a lone surrogate (\\ud800)",
+            [
+                *train,
+                "--data",
+                data_file(
+                    "sur.jsonl", b'{"text": "card \\ud800", "label": "a"}\n{"text": "hi", "label": "b"}\n'
+                ),
+            ],
+            "test_hardening.py::test_bad_data_files",
+        ),
+        (
+            "data",
+            "JSONL label that is a list",
+            [*train, "--data", data_file("lst.jsonl", b'{"text": "hi", "label": ["a"]}\n')],
+            "test_hardening.py::test_bad_data_files",
+        ),
+        (
+            "config",
+            "--seed 4294967296",
+            [*train, "--data", str(good), "--seed", "4294967296"],
+            "test_hardening.py::test_out_of_range_options",
+        ),
+        (
+            "config",
+            "--max-length beyond the model's positions (accepted, capped)",
+            [*train, "--data", str(good), "--max-length", "1000"],
+            "test_hardening.py::test_max_length_is_capped_at_what_the_model_supports",
+        ),
+        (
+            "CLI",
+            "--out under a file",
+            ["train", "--method", "head", "--out", str(work / "afile" / "run"), "--data", str(good), *common],
+            "test_hardening.py::test_out_under_a_file",
+        ),
+        (
+            "CLI",
+            "--overwrite of a folder intentlab did not write",
+            ["train", "--method", "head", "--out", str(thesis), "--overwrite", "--data", str(good), *common],
+            "test_hardening.py::test_overwrite_only_replaces_intentlab_folders",
+        ),
+        (
+            "CLI",
+            "a second writer to a folder being written",
+            ["train", "--method", "head", "--out", str(work / "busy"), "--data", str(good), *common],
+            "test_hardening.py::test_a_second_writer_is_told_who_holds_the_folder",
+            "locked",
+        ),
+        (
+            "disk",
+            "disk full while writing a run",
+            ["train", "--method", "full", "--out", str(work / "new"), "--data", str(good), *common],
+            "faults/test_kills_and_disks.py::test_a_full_disk_is_a_one_line_error_and_the_previous_run_is_untouched",
+            _disk_full,
+        ),
+        (
+            "runs",
+            "a baseline run saved as a pickle by an older intentlab",
+            ["predict", str(old_baseline), "hello"],
+            "test_baseline.py::test_an_old_pickled_baseline_is_refused_and_never_unpickled",
+        ),
+        (
+            "runs",
+            "intentlab.json holding a list",
+            ["predict", str(listed), "hello"],
+            "test_hardening.py::test_a_bad_intentlab_json_is_one_line",
+        ),
+        (
+            "runs",
+            "evaluate after the test file was edited",
+            ["evaluate", str(changed_run)],
+            "test_hardening.py::test_evaluate_refuses_data_that_changed_since_training",
+        ),
+        (
+            "runs",
+            "predict --input with an unclosed quote",
+            ["predict", str(run), "--input", unclosed, "--output", str(work / "out.csv")],
+            "test_hardening.py::test_predict_input_is_as_strict_as_training",
+        ),
+        (
+            "runs",
+            "predict with undecodable bytes in a text",
+            ["predict", str(full_run), "card \udcff\udcfe"],
+            "test_hardening.py::test_undecodable_bytes_in_predict_arguments",
+        ),
+    ]
 
 
 def _api_rows(run: Path, work: Path) -> list[str]:
@@ -364,6 +530,58 @@ def _api_rows(run: Path, work: Path) -> list[str]:
             "test_admin_endpoint_guards",
         ),
         (
+            "top_k is NaN",
+            dict(content=b'{"texts": ["hi"], "adapter": "bank", "top_k": NaN}'),
+            "/v1/predict",
+            "post",
+            "test_malformed_json_is_a_422_not_a_500",
+        ),
+        (
+            "a text with a lone surrogate",
+            dict(content=b'{"texts": ["card \\ud800"], "adapter": "bank"}'),
+            "/v1/predict",
+            "post",
+            "test_malformed_json_is_a_422_not_a_500",
+        ),
+        (
+            "JSON sent as a form (curl -d)",
+            dict(
+                content=b'{"texts": ["hi"], "adapter": "bank"}',
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
+            "/v1/predict",
+            "post",
+            "test_json_is_accepted_whatever_the_content_type",
+        ),
+        (
+            "admin token without the Bearer scheme",
+            dict(json={"name": "x", "run": "run"}, headers={"Authorization": "t"}),
+            "/v1/adapters",
+            "post",
+            "test_admin_requests_are_strict",
+        ),
+        (
+            "adapter name with a newline",
+            dict(json={"name": "x\n", "run": "run"}, headers=auth),
+            "/v1/adapters",
+            "post",
+            "test_admin_requests_are_strict",
+        ),
+        (
+            "NUL byte in the run path",
+            dict(json={"name": "x", "run": "ru\u0000n"}, headers=auth),
+            "/v1/adapters",
+            "post",
+            "test_admin_requests_are_strict",
+        ),
+        (
+            "intentlab.json holding a list, loaded at run time",
+            dict(json={"name": "listed", "run": "listed-info"}, headers=auth),
+            "/v1/adapters",
+            "post",
+            "test_a_failed_load_is_rolled_back_completely",
+        ),
+        (
             "corrupted adapter loaded at run time",
             dict(json={"name": "bad", "run": "corrupt-run"}, headers=auth),
             "/v1/adapters",
@@ -379,7 +597,8 @@ def _api_rows(run: Path, work: Path) -> list[str]:
                 if r.headers.get("content-type", "").startswith("application/json")
                 else r.text
             )
-            text = json.dumps(detail)[:200].replace(str(work), "…").replace("|", "\\|")
+            text = (json.dumps(detail)[:200] if r.status_code >= 400 else "served").replace(str(work), "…")
+            text = text.replace("|", "\\|")
             rows.append(f"| {what} | {r.status_code} | {text} | `test_serve.py::{test}` |")
         ok = c.post("/v1/predict", json={"texts": ["i lost my card"], "adapter": "bank"}).status_code
         rows.append(f"| a normal request after all of the above | {ok} | served | `test_serve.py` |")
