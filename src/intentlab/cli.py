@@ -116,15 +116,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from intentlab.inference.evaluate import evaluate_run
 
     m = evaluate_run(args.run, split=args.split, data_dir=args.data_dir, other_data=args.other_data)
+    ood = m.get("ood")
     if args.json:
-        print(json.dumps({k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted", "loss", "n")}))
-    else:
-        print(
-            f"{args.split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['f1_macro']:.4f}, "
-            f"weighted F1 {m['f1_weighted']:.4f}"
-            + ("" if m["loss"] is None else f", loss {m['loss']:.4f}")
-            + f" (n={m['n']})"
+        keys = ("accuracy", "f1_macro", "f1_weighted", "loss", "n")
+        print(json.dumps({**{k: m[k] for k in keys}, **({"ood": ood} if ood else {})}))
+        return 0
+    print(
+        f"{args.split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['f1_macro']:.4f}, "
+        f"weighted F1 {m['f1_weighted']:.4f}"
+        + ("" if m["loss"] is None else f", loss {m['loss']:.4f}")
+        + f" (n={m['n']} in scope)"
+    )
+    if ood:
+        line = (
+            f"out of scope ({ood['scorer']} < {ood['threshold']:.4g}): in-scope accuracy with rejection "
+            f"{ood['inscope_accuracy_with_rejection']:.4f}"
         )
+        if "oos_recall" in ood:
+            line += f", OOS recall {ood['oos_recall']:.4f}, precision {ood['oos_precision']:.4f}, AUROC {ood['auroc']:.4f}"
+        print(line)
+    return 0
+
+
+def cmd_ood(args: argparse.Namespace) -> int:
+    from intentlab.inference.ood_run import fit_run_ood
+
+    s = fit_run_ood(args.run, data_dir=args.data_dir, k=args.k, target_recall=args.target_recall)
+    print(
+        f"temperature {s['temperature']:.3f}: test ECE {s['calibration']['before']['ece']:.4f} -> "
+        f"{s['calibration']['after']['ece']:.4f}"
+    )
+    for name, m in s["scorers"].items():
+        mark = "*" if name == s["chosen"] else " "
+        extra = (
+            f", OOS recall {m['oos_recall']:.3f}, AUROC {m['auroc']:.3f}, FPR@95 {m['fpr_at_95_recall']:.3f}"
+            if "auroc" in m
+            else ""
+        )
+        print(
+            f"{mark} {name:<12} threshold {m['threshold']:.4g}: in-scope accuracy with rejection "
+            f"{m['inscope_accuracy_with_rejection']:.4f}{extra}"
+        )
+    print(f"{s['rule']} -> {Path(args.run) / 'ood'}")
     return 0
 
 
@@ -163,15 +196,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if bad is not None:
         raise UserError(f"text {bad} is empty or not valid Unicode (undecodable bytes). Pass UTF-8 text.")
     predictor = Predictor.from_run(args.run)
+    threshold = predictor.decider.check_threshold(args.threshold)
     if args.input:
         n = predict_file(
-            predictor, args.input, args.output, args.text_column, args.top_k, overwrite=args.overwrite
+            predictor,
+            args.input,
+            args.output,
+            args.text_column,
+            args.top_k,
+            overwrite=args.overwrite,
+            threshold=threshold,
         )
         print(f"{n} predictions -> {args.output}")
         return 0
-    for text, top in zip(args.texts, predictor.predict(args.texts, args.top_k), strict=True):
+    for text, pred in zip(args.texts, predictor.classify(args.texts, args.top_k, threshold), strict=True):
         print(text)
-        for label, p in top:
+        if pred.out_of_scope:
+            print(
+                f"  none of the {len(predictor.labels)} intents ({pred.scorer} score {pred.score:.4g} < "
+                f"threshold {pred.threshold:.4g}); closest:"
+            )
+        for label, p in pred.intents:
             print(f"  {p:7.2%}  {label}")
     return 0
 
@@ -322,7 +367,23 @@ def build_parser() -> Parser:
     p.add_argument("--output", help="CSV or JSONL file to write")
     p.add_argument("--text-column", default="text", help="text column of --input [default: text]")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="out-of-scope threshold for the run's scorer [default: the fitted one]",
+    )
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("ood", help="fit (or refit) a run's out-of-scope scorers, thresholds and calibration")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data-dir", help="folder with banking77's CSVs (if it moved since training)")
+    p.add_argument("--k", type=int, help="neighbours of the k-NN scorer [default: the run's ood_k, 10]")
+    p.add_argument(
+        "--target-recall",
+        type=float,
+        help="without OOS rows in validation: in-scope share to keep [default: 0.95]",
+    )
+    p.set_defaults(func=cmd_ood)
 
     p = sub.add_parser("export", help="export a run (merged, or as an adapter), verified against the run")
     p.add_argument("run", help="run folder")

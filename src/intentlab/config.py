@@ -60,6 +60,13 @@ class Config:
     split_seed: int = _f(42, "seed of the validation/test carve-out (shared by runs of every --seed)")
     test_fraction: float = _f(0.1, "fraction of the data held out as test when you give a single file")
     max_length: int = _f(128, "truncate texts to this many tokens (batches are padded dynamically)")
+    oos_label: str = _f(
+        "oos", "label of out-of-scope rows: allowed in validation/test, never a training class"
+    )
+    oos_as_class: bool = _f(False, "train the out-of-scope label as an ordinary class (a compared variant)")
+    group_column: str | None = _f(
+        None, "column grouping validation/test rows (e.g. source) for per-group out-of-scope metrics"
+    )
     # --- optimisation
     epochs: int = _f(5, "training epochs")
     lr: float = _f(1e-3, "peak learning rate (AdamW, linear warm-up then linear decay)")
@@ -84,6 +91,14 @@ class Config:
         None, "MLflow tracking URI (default: sqlite:///mlflow.db) or TensorBoard log folder"
     )
     threads: int | None = _f(None, "CPU threads for torch (default: torch's choice, physical cores)")
+    # --- out-of-scope detection and calibration (fitted after training; `intentlab ood RUN` refits)
+    ood: bool = _f(
+        False, "fit out-of-scope scorers after training even when validation has no out-of-scope rows"
+    )
+    ood_k: int = _f(10, "neighbours of the k-NN out-of-scope scorer")
+    ood_target_recall: float = _f(
+        0.95, "without out-of-scope rows in validation: keep this share of in-scope validation texts"
+    )
     # --- adapters (lora, dora, ia3)
     lora_r: int = _f(8, "LoRA/DoRA rank")
     lora_alpha: float = _f(16.0, "LoRA/DoRA alpha (scale = alpha / r)")
@@ -304,6 +319,13 @@ def validate(cfg: Config) -> None:
     need(cfg.bucket_batches >= 1, f"bucket_batches must be at least 1, got {cfg.bucket_batches}")
     need(cfg.threads is None or cfg.threads >= 1, f"threads must be at least 1, got {cfg.threads}")
     need(cfg.lora_r >= 1, f"lora_r must be at least 1, got {cfg.lora_r}")
+    need(cfg.ood_k >= 1, f"ood_k must be at least 1, got {cfg.ood_k}")
+    need(bool(cfg.oos_label.strip()), "oos_label must be a label name")
+    if finite("ood_target_recall"):
+        need(
+            0.5 <= cfg.ood_target_recall < 1,
+            f"ood_target_recall must be in [0.5, 1), got {cfg.ood_target_recall}",
+        )
     for name in ("lr", "head_lr"):
         if finite(name):
             need(getattr(cfg, name) > 0, f"{name} must be positive, got {getattr(cfg, name)}")

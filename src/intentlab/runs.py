@@ -157,6 +157,7 @@ class RunResult:
     train: TrainInfo
     test: Scores
     meta: dict[str, Any]
+    ood: dict[str, Any] | None = None  # out-of-scope detection and calibration (inference/ood.py)
 
     @property
     def schema_version(self) -> int:
@@ -167,7 +168,10 @@ class RunResult:
         # derived numbers are written out too, so that other tools read them without intentlab
         for key in ("epochs_run", "trainable_percent", "mean_epoch_seconds", "train_examples_per_second"):
             train[key] = getattr(self.train, key)
-        return {"run": asdict(self.run), "train": train, "test": asdict(self.test), "meta": dict(self.meta)}
+        out = {"run": asdict(self.run), "train": train, "test": asdict(self.test), "meta": dict(self.meta)}
+        if self.ood is not None:
+            out["ood"] = self.ood
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
@@ -178,16 +182,26 @@ class RunResult:
             train=_from(TrainInfo, train),
             test=_from(Scores, data["test"]),
             meta=dict(data.get("meta", {})),
+            ood=data.get("ood") if isinstance(data.get("ood"), dict) else None,
         )
 
 
 def write_record(
     out: Path, result: RunResult, labels: list[str], y_true: list[int], y_pred: list[int]
 ) -> None:
-    """Write a finished run's record: metrics.jsonl, test_predictions.json, then result.json last
-    (its presence marks the run complete). The training loop and the baseline both end here."""
+    """Write a finished run's record: metrics.jsonl, test_predictions.json (in-scope test rows), then
+    result.json last (its presence marks the run complete). The training loop and the baseline both
+    end here."""
     write_jsonl_atomic(out / METRICS, [asdict(r) for r in result.train.epochs])
-    write_json_atomic(out / PREDICTIONS, {"labels": list(labels), "y_true": y_true, "y_pred": y_pred})
+    inscope = [i for i, y in enumerate(y_true) if y >= 0]  # closed-set pairs; out-of-scope rows: ood/
+    write_json_atomic(
+        out / PREDICTIONS,
+        {
+            "labels": list(labels),
+            "y_true": [y_true[i] for i in inscope],
+            "y_pred": [y_pred[i] for i in inscope],
+        },
+    )
     write_json_atomic(out / RESULT, result.to_dict())
 
 

@@ -36,10 +36,12 @@ LABEL_CANDIDATES = ("label", "intent", "category", "labels")
 
 @dataclass
 class Split:
-    """Texts and string labels of one split."""
+    """Texts and string labels of one split, and each row's group (e.g. in-scope / id-oos / ood-oos)
+    when the data has a group column."""
 
     texts: list[str]
     labels: list[str]
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -55,6 +57,7 @@ class Dataset:
     test: Split
     labels: list[str]
     source: dict[str, Any] = field(default_factory=dict)
+    oos_label: str | None = None  # out-of-scope rows' label (never a class); None: no such rows allowed
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -66,8 +69,12 @@ class Dataset:
         return getattr(self, name)
 
     def ids(self, split: Split) -> list[int]:
+        """Class ids of a split's rows; -1 for out-of-scope rows."""
         m = self.label2id
-        return [m[y] for y in split.labels]
+        return [-1 if y == self.oos_label else m[y] for y in split.labels]
+
+    def has_oos(self, split: Split) -> bool:
+        return self.oos_label is not None and self.oos_label in split.labels
 
 
 # ----------------------------------------------------------------------------- locating banking77
@@ -182,14 +189,21 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def _columns(
-    rows: list[dict[str, Any]], path: Path, text_col: str | None, label_col: str | None
+    rows: list[dict[str, Any]],
+    path: Path,
+    text_col: str | None,
+    label_col: str | None,
+    group_col: str | None = None,
 ) -> tuple[str, str]:
     if not rows:
         raise UserError(f"{path} holds no rows. Give a file with a header and at least one row.")
     have = list(rows[0].keys())
     text = text_col or "text"
     label = label_col or next((c for c in LABEL_CANDIDATES if c in have), "label")
-    for kind, col, flag in (("text", text, "--text-column"), ("label", label, "--label-column")):
+    wanted = [("text", text, "--text-column"), ("label", label, "--label-column")]
+    if group_col:
+        wanted.append(("group", group_col, "an existing --group-column"))
+    for kind, col, flag in wanted:
         if col not in have:
             raise UserError(
                 f"{path} has no {kind} column {col!r} (columns: {', '.join(map(str, have))}). Pass {flag}."
@@ -220,10 +234,12 @@ def valid_unicode(text: str) -> bool:
     return True
 
 
-def read_split(path: Path, text_col: str | None, label_col: str | None) -> Split:
+def read_split(
+    path: Path, text_col: str | None, label_col: str | None, group_col: str | None = None
+) -> Split:
     """Read and validate one split file: every row needs a non-empty text and a label."""
     rows = read_records(path)
-    tc, lc = _columns(rows, path, text_col, label_col)
+    tc, lc = _columns(rows, path, text_col, label_col, group_col)
     texts, labels, problems = [], [], {}
     for n, row in enumerate(rows, 1):
         text = row.get(tc)
@@ -244,7 +260,8 @@ def read_split(path: Path, text_col: str | None, label_col: str | None) -> Split
         what, first = next(iter(problems.items()))
         more = f" (and {len(problems) - 1} other kind(s) of problem)" if len(problems) > 1 else ""
         raise UserError(f"{path}: row {first} has {what}{more}. Fix or remove such rows.")
-    return Split(texts, labels)
+    groups = [str(row.get(group_col) or "").strip() or "(none)" for row in rows] if group_col else None
+    return Split(texts, labels, groups)
 
 
 def _find_split_files(folder: Path) -> dict[str, Path]:
@@ -280,7 +297,8 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
     held.sort()
 
     def take(ix: list[int]) -> Split:
-        return Split([split.texts[i] for i in ix], [split.labels[i] for i in ix])
+        groups = [split.groups[i] for i in ix] if split.groups is not None else None
+        return Split([split.texts[i] for i in ix], [split.labels[i] for i in ix], groups)
 
     return take(keep), take(held)
 
@@ -293,8 +311,14 @@ def load_dataset(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 42,
+    oos_label: str = "oos",
+    oos_as_class: bool = False,
+    group_column: str | None = None,
 ) -> Dataset:
-    """Load, validate and split a dataset. The validation carve-out is seeded so runs can share it."""
+    """Load, validate and split a dataset. The validation carve-out is seeded so runs can share it.
+
+    Rows labelled `oos_label` are out-of-scope: allowed in validation and test (class id -1), never in
+    train, unless `oos_as_class` makes them an ordinary class."""
     if data == "banking77":
         folder = find_banking77(data_dir)
         files = {"train": folder / "train.csv", "test": folder / "test.csv"}
@@ -311,8 +335,14 @@ def load_dataset(
                 f"--data {data!r} is neither banking77 nor an existing file or folder. Check the path."
             )
         name = path.stem if path.is_file() else path.name
-    splits = {k: read_split(p, text_column, label_column) for k, p in files.items()}
+    splits = {k: read_split(p, text_column, label_column, group_column) for k, p in files.items()}
     train = splits["train"]
+    n_oos = train.labels.count(oos_label)
+    if n_oos and not oos_as_class:
+        raise UserError(
+            f"train has {n_oos} out-of-scope row(s) (label {oos_label!r}); they belong in validation and test. "
+            "Remove them, or pass --oos-as-class to train them as a class."
+        )
     if "test" not in splits:
         train, splits["test"] = stratified_split(train, test_fraction, seed + 1)
     if "validation" not in splits:
@@ -322,7 +352,7 @@ def load_dataset(
         raise UserError(
             f"training data has a single label ({labels[0]!r}). A classifier needs at least two classes."
         )
-    known = set(labels)
+    known = set(labels) | ({oos_label} if not oos_as_class else set())
     for split_name in ("validation", "test"):
         unseen = sorted(set(splits[split_name].labels) - known)
         if unseen:
@@ -343,7 +373,11 @@ def load_dataset(
         "split_seed": seed,
         "warnings": data_warnings(train, splits["validation"], splits["test"]),
     }
-    return Dataset(name, train, splits["validation"], splits["test"], labels, source)
+    source["oos_label"] = None if oos_as_class else oos_label
+    source["group_column"] = group_column
+    return Dataset(
+        name, train, splits["validation"], splits["test"], labels, source, None if oos_as_class else oos_label
+    )
 
 
 def dataset_for(cfg: Any, data_dir: str | None = None) -> Dataset:
@@ -356,6 +390,9 @@ def dataset_for(cfg: Any, data_dir: str | None = None) -> Dataset:
         cfg.val_fraction,
         cfg.test_fraction,
         cfg.split_seed,
+        cfg.oos_label,
+        cfg.oos_as_class,
+        cfg.group_column,
     )
 
 
@@ -388,10 +425,18 @@ def data_warnings(train: Split, validation: Split, test: Split) -> list[str]:
 
 def describe(ds: Dataset) -> dict[str, Any]:
     """Split sizes and per-label counts, recorded with each run for reports."""
+    oos = {s: ds.split(s).labels.count(ds.oos_label) for s in ("validation", "test") if ds.oos_label}
+    groups = {
+        s: dict(sorted(Counter(ds.split(s).groups or []).items()))
+        for s in ("validation", "test")
+        if ds.split(s).groups is not None
+    }
     return {
         "name": ds.name,
         "num_labels": len(ds.labels),
         "sizes": {s: len(ds.split(s)) for s in ("train", "validation", "test")},
+        "out_of_scope_rows": oos,
+        "groups": groups,
         "train_label_counts": dict(sorted(Counter(ds.train.labels).items())),
         "duplicates_in_train": len(ds.train.texts) - len(set(ds.train.texts)),
     }

@@ -56,7 +56,22 @@ def evaluate_run(
             f"the labels of {run} differ from those of its data now. Evaluate on the data it was trained on."
         )
     part = ds.split(split)
-    scores = metrics(ds.ids(part), predictor.logits(part.texts), ds.labels)
+    out = predictor.outputs(part.texts, features=predictor.decider.needs_features)
+    scores = metrics(ds.ids(part), out.logits, ds.labels)
     if not predictor.probabilistic:
         scores["loss"] = None  # SVM margins are not probabilities: no cross-entropy (as in training)
+    if predictor.ood is not None:  # the same decisions predict and serve make, scored on this split
+        import numpy as np
+
+        from intentlab.inference.ood_run import scorer_metrics
+
+        state = predictor.ood
+        s = state.score(state.chosen, out.logits, out.features)
+        y = np.asarray(ds.ids(part))
+        ood = scorer_metrics(y, out.logits.argmax(1), s, state.thresholds[state.chosen], part.groups)
+        scores["ood"] = {
+            "scorer": state.chosen,
+            **{k: v for k, v in ood.items() if k not in ("roc", "tradeoff")},
+        }
+        scores["out_of_scope"] = (s < state.thresholds[state.chosen]).tolist()
     return scores

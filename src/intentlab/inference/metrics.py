@@ -14,8 +14,13 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 
 
 def metrics(y_true: Sequence[int], logits: np.ndarray, labels: Sequence[str] | None = None) -> dict[str, Any]:
-    """loss (mean cross-entropy), accuracy, macro and weighted F1, n; per-class scores when labels given."""
+    """loss (mean cross-entropy), accuracy, macro and weighted F1, n; per-class scores when labels given.
+
+    Closed-set numbers: rows whose class id is -1 (out-of-scope) are left out here and scored by the
+    out-of-scope metrics instead."""
     y = np.asarray(y_true, dtype=np.int64)
+    keep = y >= 0
+    y, logits = y[keep], np.asarray(logits)[keep]
     pred = logits.argmax(axis=1)
     out: dict[str, Any] = {
         "loss": float(-log_softmax(logits.astype(np.float64), axis=1)[np.arange(len(y)), y].mean()),

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +20,86 @@ import numpy as np
 from intentlab.errors import UserError
 from intentlab.inference.engine import Backend, Outputs, Placement, TorchBackend, softmax
 from intentlab.inference.engine import top_k as top_pairs
+from intentlab.inference.ood import FEATURE_SCORERS, OodState
 from intentlab.models.methods import TFIDF
 from intentlab.runs import read_config
 
 
-class Predictor:
-    """A loaded run: labels, run info and an inference backend."""
+@dataclass
+class Prediction:
+    """One text's answer: the top intents (calibrated probabilities) and, when the run has fitted
+    out-of-scope scorers, whether it is out of scope, its in-scope score and the threshold used."""
 
-    def __init__(self, backend: Backend, labels: list[str], info: dict[str, Any]) -> None:
+    intents: list[tuple[str, float]]
+    out_of_scope: bool | None = None
+    score: float | None = None
+    threshold: float | None = None
+    scorer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "intents": [{"intent": label, "probability": p} for label, p in self.intents],
+            "out_of_scope": self.out_of_scope,
+            "score": self.score,
+            "threshold": self.threshold,
+            "scorer": self.scorer,
+        }
+
+
+SCORE_RANGES = {"msp": (0.0, 1.0), "knn": (-1.0, 1.0)}  # energy and mahalanobis: any finite number
+
+
+class Decider:
+    """Turns a run's logits (and features) into predictions: the one place that applies the fitted
+    temperature, top-k and the out-of-scope decision, for `predict`, `evaluate` and `serve` alike."""
+
+    def __init__(self, labels: list[str], ood: OodState | None) -> None:
+        self.labels = labels
+        self.ood = ood
+
+    @property
+    def needs_features(self) -> bool:
+        return self.ood is not None and self.ood.chosen in FEATURE_SCORERS
+
+    def check_threshold(self, threshold: float | None) -> float | None:
+        """A threshold override, checked against the chosen scorer's range (a UserError if outside)."""
+        if threshold is None:
+            return None
+        if self.ood is None:
+            raise UserError("this run has no out-of-scope scorer to threshold. Fit one: intentlab ood RUN.")
+        low, high = SCORE_RANGES.get(self.ood.chosen, (-math.inf, math.inf))
+        if not (math.isfinite(threshold) and low <= threshold <= high):
+            raise UserError(
+                f"threshold {threshold} is outside the range of the {self.ood.chosen} scorer "
+                f"([{low:g}, {high:g}]). Pick a value inside it."
+            )
+        return float(threshold)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(logits, self.ood.temperature if self.ood else 1.0)
+
+    def decide(self, out: Outputs, k: int, threshold: float | None = None) -> list[Prediction]:
+        pairs = top_pairs(self.probabilities(out.logits), self.labels, k)
+        if self.ood is None:
+            return [Prediction(p) for p in pairs]
+        used = self.ood.thresholds[self.ood.chosen] if threshold is None else threshold
+        scores, flags = self.ood.decide(out.logits, out.features, used)
+        return [
+            Prediction(p, bool(f), float(s), float(used), self.ood.chosen)
+            for p, s, f in zip(pairs, scores, flags, strict=True)
+        ]
+
+
+class Predictor:
+    """A loaded run: labels, run info, an inference backend and its decider."""
+
+    def __init__(
+        self, backend: Backend, labels: list[str], info: dict[str, Any], ood: OodState | None = None
+    ) -> None:
         self.backend = backend
         self.labels = labels
         self.info = info
+        self.decider = Decider(labels, ood)
         # False for SVM margins: a softmax of them ranks intents but is no probability (no loss either)
         self.probabilistic = not getattr(backend, "margins", False)
 
@@ -39,9 +110,12 @@ class Predictor:
         bf16: bool | None = None,
         device: str | None = None,
         batch_size: int | None = None,
+        ood: bool = True,
     ) -> Predictor:
-        """Load a run folder. Precision: bf16 only where the run was trained in bf16 (or `bf16` asks for
-        it) and this machine runs it fast; otherwise fp32."""
+        """Load a run folder (with its out-of-scope scorer and temperature, unless `ood` is False).
+        Precision: bf16 only where the run was trained in bf16 (or `bf16` asks for it) and this machine
+        runs it fast; otherwise fp32."""
+        from intentlab.inference.ood import load as load_ood
         from intentlab.models.classifier import quiet_transformers
 
         quiet_transformers()
@@ -52,8 +126,9 @@ class Predictor:
 
         folder = model_folder(run)
         info, labels = read_model_info(folder)
+        state = load_ood(folder.parent, len(labels)) if ood else None
         if info["weights"] == TFIDF:
-            return cls(BaselineBackend(folder, labels), labels, info)
+            return cls(BaselineBackend(folder, labels), labels, info, state)
         loaded = load_model(run)
         if bf16 is None:
             bf16 = bool(read_config(run).bf16)
@@ -65,7 +140,11 @@ class Predictor:
             placement,
             **({"batch_size": batch_size} if batch_size else {}),
         )
-        return cls(backend, loaded.labels, loaded.info)
+        return cls(backend, loaded.labels, loaded.info, state)
+
+    @property
+    def ood(self) -> OodState | None:
+        return self.decider.ood
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         return self.backend.run(texts).logits
@@ -73,11 +152,18 @@ class Predictor:
     def outputs(self, texts: Sequence[str], features: bool = False) -> Outputs:
         return self.backend.run(texts, features)
 
-    def predict(self, texts: Sequence[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
-        """For each text, the top_k (label, probability) pairs, most likely first."""
+    def classify(
+        self, texts: Sequence[str], top_k: int = 1, threshold: float | None = None
+    ) -> list[Prediction]:
+        """Each text's top_k intents and, with a fitted scorer, its out-of-scope decision."""
         if not texts:
             return []
-        return top_pairs(softmax(self.logits(texts)), self.labels, top_k)
+        threshold = self.decider.check_threshold(threshold)
+        return self.decider.decide(self.outputs(texts, self.decider.needs_features), top_k, threshold)
+
+    def predict(self, texts: Sequence[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """For each text, the top_k (label, probability) pairs, most likely first."""
+        return [p.intents for p in self.classify(texts, top_k)]
 
 
 class BaselineBackend:
@@ -160,8 +246,11 @@ def predict_file(
     top_k: int = 1,
     chunk: int = 1024,
     overwrite: bool = False,
+    threshold: float | None = None,
 ) -> int:
-    """Predict every row of `inp` into `out` (CSV or JSONL by suffix), atomically; returns the row count."""
+    """Predict every row of `inp` into `out` (CSV or JSONL by suffix), atomically; returns the row count.
+
+    With a fitted out-of-scope scorer every row also says whether it is out of scope, with its score."""
     import csv
     import json
     import os
@@ -179,32 +268,30 @@ def predict_file(
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~umask())  # as any file the user writes, not mkstemp's 0600
+    ood = predictor.ood is not None
     n = 0
     try:
         with (
             os.fdopen(fd, "w", encoding="utf-8", newline="") as f,
             tqdm(desc="predict", unit=" texts") as bar,
         ):
-            writer = None
-            if out.suffix.lower() == ".csv":
-                writer = csv.writer(f)
-                writer.writerow(["text", "intent", "probability", *(f"top{i}" for i in range(2, top_k + 1))])
+            writer = csv.writer(f) if out.suffix.lower() == ".csv" else None
+            if writer:
+                extra = ["out_of_scope", "score"] if ood else []
+                writer.writerow(
+                    ["text", "intent", "probability", *extra, *(f"top{i}" for i in range(2, top_k + 1))]
+                )
             for texts in iter_texts(inp, text_column, chunk):
-                for text, top in zip(texts, predictor.predict(texts, top_k), strict=True):
+                for text, pred in zip(texts, predictor.classify(texts, top_k, threshold), strict=True):
+                    (label, p), rest = pred.intents[0], pred.intents[1:]
                     if writer:
+                        extra = [str(pred.out_of_scope).lower(), f"{pred.score:.6g}"] if ood else []
                         writer.writerow(
-                            [text, top[0][0], f"{top[0][1]:.6f}", *(f"{lab}:{p:.6f}" for lab, p in top[1:])]
+                            [text, label, f"{p:.6f}", *extra, *(f"{lab}:{q:.6f}" for lab, q in rest)]
                         )
                     else:
                         f.write(
-                            json.dumps(
-                                {
-                                    "text": text,
-                                    "intent": top[0][0],
-                                    "probability": top[0][1],
-                                    "top_k": [{"intent": lab, "probability": p} for lab, p in top],
-                                }
-                            )
+                            json.dumps({"text": text, "intent": label, "probability": p, **pred.to_dict()})
                             + "\n"
                         )
                 n += len(texts)

@@ -25,7 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from intentlab.data.loading import valid_unicode
 from intentlab.errors import UserError
@@ -39,6 +39,16 @@ class PredictRequest(BaseModel):
     texts: list[StrictStr] = Field(..., description="texts to classify (1 to the server's --max-texts)")
     adapter: StrictStr | None = Field(None, description="adapter name (optional when exactly one is loaded)")
     top_k: StrictInt = Field(3, ge=1, description="intents per text (at most 20)")
+    threshold: StrictFloat | StrictInt | None = Field(
+        None, description="out-of-scope threshold for the adapter's scorer (default: the fitted one)"
+    )
+
+
+class ThresholdRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: StrictFloat | StrictInt | None = Field(
+        ..., description="new threshold; null restores the fitted one"
+    )
 
 
 class LoadRequest(BaseModel):
@@ -175,15 +185,18 @@ def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: 
             name = next(iter(registry.entries))
         t0 = time.perf_counter()
         try:
+            threshold = registry.entries[name].decider.check_threshold(req.threshold)
             ids = registry.encode(name, req.texts)  # this request alone: its errors stay its own
-            preds = await batcher.predict(name, ids, req.top_k)
+            preds = await batcher.predict(name, ids, req.top_k, threshold)
         except (KeyError, AdapterGone):
             raise HTTPException(
                 404, f"unknown adapter {name!r}; loaded: {sorted(registry.entries)}"
             ) from None
+        except UserError as e:
+            raise HTTPException(422, str(e)) from None
         return {
             "adapter": name,
-            "predictions": [{"text": t, "intents": p} for t, p in zip(req.texts, preds, strict=True)],
+            "predictions": [{"text": t, **p} for t, p in zip(req.texts, preds, strict=True)],
             "milliseconds": round(1000 * (time.perf_counter() - t0), 2),
         }
 
@@ -215,6 +228,19 @@ def _admin_routes(app: FastAPI, registry: Registry, batcher: Batcher, token: str
             raise HTTPException(409, f"adapter {req.name!r} is already loaded")
         try:
             entry = await batcher.run(registry.load, req.name, path)
+        except UserError as e:
+            raise HTTPException(422, str(e)) from None
+        return entry.describe()
+
+    @app.put("/v1/adapters/{name}/threshold", openapi_extra=_schema(ThresholdRequest))
+    async def set_threshold(name: str, request: Request) -> dict[str, Any]:
+        admin(request)
+        req: ThresholdRequest = await parse_body(request, ThresholdRequest)
+        entry = registry.entries.get(name)
+        if entry is None:
+            raise HTTPException(404, f"unknown adapter {name!r}")
+        try:
+            entry.threshold = entry.decider.check_threshold(req.threshold)
         except UserError as e:
             raise HTTPException(422, str(e)) from None
         return entry.describe()

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from intentlab.inference.engine import Outputs
 from intentlab.serving.registry import Registry
 
 
@@ -27,6 +28,7 @@ class Item:
     adapter: str
     ids: list[list[int]]
     top_k: int
+    threshold: float | None
     future: asyncio.Future[Any]
 
 
@@ -55,10 +57,12 @@ class Batcher:
         """Run `fn(*args)` on the model thread (loading and unloading adapters go through here)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def predict(self, adapter: str, ids: list[list[int]], top_k: int) -> list[list[dict[str, Any]]]:
+    async def predict(
+        self, adapter: str, ids: list[list[int]], top_k: int, threshold: float | None = None
+    ) -> list[dict[str, Any]]:
         assert self.queue is not None, "batcher not started"
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self.queue.put(Item(adapter, ids, top_k, fut))
+        await self.queue.put(Item(adapter, ids, top_k, threshold, fut))
         return await fut
 
     async def _collect(self) -> list[Item]:
@@ -100,14 +104,17 @@ class Batcher:
         except Exception as e:
             return e
 
-    def _predict_group(self, adapter: str, group: list[Item]) -> list[list[list[dict[str, Any]]]]:
-        if adapter not in self.registry.entries:
+    def _predict_group(self, adapter: str, group: list[Item]) -> list[list[dict[str, Any]]]:
+        entry = self.registry.entries.get(adapter)
+        if entry is None:
             raise AdapterGone(adapter)
-        ids = [row for item in group for row in item.ids]
-        logits = self.registry.logits_ids(adapter, ids)
+        outputs = self.registry.outputs_ids(adapter, [row for item in group for row in item.ids])
         self.batches += 1
-        out, start = [], 0
+        results, start = [], 0
         for item in group:
-            out.append(self.registry.top(adapter, logits[start : start + len(item.ids)], item.top_k))
+            part = slice(start, start + len(item.ids))
+            mine = Outputs(outputs.logits[part], None if outputs.features is None else outputs.features[part])
+            threshold = item.threshold if item.threshold is not None else entry.threshold
+            results.append([p.to_dict() for p in entry.decider.decide(mine, item.top_k, threshold)])
             start += len(item.ids)
-        return out
+        return results

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from intentlab.errors import UserError
-from intentlab.inference.engine import Placement, TorchBackend, softmax, top_k
+from intentlab.inference.engine import Outputs, Placement, TorchBackend
+from intentlab.inference.predictor import Decider
 from intentlab.models.methods import ADAPTER
 from intentlab.runs import RunResult
 
@@ -63,6 +63,8 @@ class Entry:
     result: RunResult
     shared_key: tuple[str, ...] | None  # set for adapters on a shared base
     backend: TorchBackend  # the one inference path, over the run's model or its view of a shared base
+    decider: Decider  # calibrated probabilities, top-k and the out-of-scope decision
+    threshold: float | None = None  # an admin's override of the fitted out-of-scope threshold
 
     def describe(self) -> dict[str, Any]:
         run, test = self.result.run, self.result.test
@@ -74,6 +76,15 @@ class Entry:
             "num_labels": len(self.labels),
             "pooling": self.info["pooling"],
             "shares_base": self.shared_key is not None,
+            "out_of_scope": None
+            if self.decider.ood is None
+            else {
+                "scorer": self.decider.ood.chosen,
+                "threshold": self.threshold
+                if self.threshold is not None
+                else self.decider.ood.thresholds[self.decider.ood.chosen],
+                "fitted_threshold": self.decider.ood.thresholds[self.decider.ood.chosen],
+            },
             "metrics": {k: getattr(test, k) for k in ("accuracy", "f1_macro", "f1_weighted")},
         }
 
@@ -112,7 +123,7 @@ class Registry:
             if info["weights"] != ADAPTER:
                 loaded = load_model(run)
                 backend = self._backend(loaded.model, loaded.tokenizer, info, run)
-                entry = Entry(name, run, info, labels, result, None, backend)
+                entry = Entry(name, run, info, labels, result, None, backend, self._decider(run, labels))
             else:
                 entry = self._load_adapter(name, run, folder, info, labels, result)
             self.entries[name] = entry
@@ -163,8 +174,15 @@ class Registry:
                 f"adapter of {run} could not be loaded onto base {info['base_model']!r} "
                 f"({type(e).__name__}: {str(e)[:120]}). Check the run."
             ) from None
+        decider = self._decider(run, labels)
         self.bases[key] = base
-        return Entry(name, run, info, labels, result, key, backend)
+        return Entry(name, run, info, labels, result, key, backend, decider)
+
+    @staticmethod
+    def _decider(run: Path, labels: list[str]) -> Decider:
+        from intentlab.inference.ood import load as load_ood
+
+        return Decider(labels, load_ood(run, len(labels)))
 
     @staticmethod
     def _attach(base: Any, name: str, config: Any, info: dict[str, Any], state: dict[str, Any]) -> Any:
@@ -221,16 +239,15 @@ class Registry:
         """Token ids for one request, with the adapter's own tokenizer (KeyError: not loaded)."""
         return self.entries[name].backend.encode(texts)
 
-    def logits_ids(self, name: str, ids: list[list[int]]) -> np.ndarray:
-        return self.entries[name].backend.run_ids(ids).logits
+    def outputs_ids(self, name: str, ids: list[list[int]]) -> Outputs:
+        entry = self.entries[name]
+        return entry.backend.run_ids(ids, features=entry.decider.needs_features)
 
-    def logits(self, name: str, texts: list[str]) -> np.ndarray:
-        return self.entries[name].backend.run(texts).logits
-
-    def predict(self, name: str, texts: list[str], k: int) -> list[list[dict[str, Any]]]:
-        return self.top(name, self.logits(name, texts), k)
-
-    def top(self, name: str, logits: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
-        """The k most likely intents per row of `logits`, as the API returns them."""
-        pairs = top_k(softmax(logits), self.entries[name].labels, k)
-        return [[{"intent": label, "probability": p} for label, p in row] for row in pairs]
+    def predict(
+        self, name: str, texts: list[str], k: int, threshold: float | None = None
+    ) -> list[dict[str, Any]]:
+        """What the API returns for `texts` (used by tests and benchmarks; requests go through the batcher)."""
+        entry = self.entries[name]
+        out = self.outputs_ids(name, self.encode(name, texts))
+        used = threshold if threshold is not None else entry.threshold
+        return [p.to_dict() for p in entry.decider.decide(out, k, used)]

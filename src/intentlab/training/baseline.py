@@ -18,6 +18,7 @@ from intentlab import data as D
 from intentlab.config import Config
 from intentlab.folders import OutputDir, write_text_atomic
 from intentlab.inference.metrics import metrics
+from intentlab.inference.ood_run import fit_run_ood, wants_ood
 from intentlab.models import tfidf
 from intentlab.models.io import write_model_info
 from intentlab.models.methods import TFIDF
@@ -91,4 +92,9 @@ def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
         meta=provenance(),
     )
     write_record(out, result, ds.labels, ds.ids(ds.test), test_margins.argmax(1).tolist())
+    if wants_ood(cfg, ds):
+        from intentlab.runs import load_result
+
+        fit_run_ood(out, locked=True)
+        result = load_result(out)
     return result

@@ -30,6 +30,7 @@ from intentlab.folders import FolderLock, OutputDir, recover_replaced, write_jso
 from intentlab.hardware import default_device_type, fast_bf16
 from intentlab.inference.engine import Placement, forward_batches
 from intentlab.inference.metrics import metrics
+from intentlab.inference.ood_run import fit_run_ood, wants_ood
 from intentlab.models.classifier import load_trainable_state, quiet_transformers, trainable_state
 from intentlab.models.io import save_model
 from intentlab.reporting.plots import training_curves
@@ -123,6 +124,11 @@ def _run(
             write_text_atomic(out / CONFIG, cfg.to_yaml())
         with ckpt.StopFlag() as stop:
             result = _fit(setup, accelerator, out, progress, stop, resume)
+        if main and wants_ood(cfg, setup.ds):
+            from intentlab.runs import load_result
+
+            fit_run_ood(out, locked=True)  # scorers, thresholds and calibration; the folder is still ours
+            result = load_result(out)
     except ckpt.Interrupted:
         raise  # the run folder stays, with its checkpoint
     except BaseException:
