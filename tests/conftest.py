@@ -90,6 +90,35 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(folder)
 
 
+OUT_OF_SCOPE = {
+    "weather": ["what is the weather in paris tomorrow", "will it snow this weekend", "is it going to rain"],
+    "music": ["play some jazz music", "turn the volume up", "next song please"],
+}
+
+
+def write_oos_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    """text,label,source rows: in-scope ones, and out-of-scope ones labelled `oos`."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label", "source"])
+        for r in rows:
+            w.writerow([r["text"], r["label"], r.get("source", "in-scope")])
+    return path
+
+
+@pytest.fixture(scope="session")
+def oos_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """toy intents for training; validation and test also hold out-of-scope rows (source: ood-oos)."""
+    folder = tmp_path_factory.mktemp("oos-data")
+    write_oos_csv(folder / "train.csv", make_rows(30, seed=1))
+    for name, seed in (("validation", 3), ("test", 2)):
+        oos = [
+            {**r, "label": "oos", "source": "ood-oos"} for r in make_rows(4, seed=seed, intents=OUT_OF_SCOPE)
+        ]
+        write_oos_csv(folder / f"{name}.csv", make_rows(6, seed=seed) + oos)
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A folder with train.csv (4 intents x 30) and test.csv (4 x 8); validation is carved from train."""

@@ -72,3 +72,39 @@ def test_type_a_query_and_see_the_intent(server: str, tmp_path: Path) -> None:
         page.click("#go")
         assert "Type a query first" in page.locator("#error").inner_text()
         browser.close()
+
+
+def test_out_of_scope_queries_show_none_of_the_intents(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: str, oos_data: str
+) -> None:
+    import httpx
+
+    from intentlab.serving.app import create_app
+
+    run = tmp_path_factory.mktemp("browser-oos") / "bank"
+    assert main(["train", "--method", "full", "--out", str(run), *tiny_args(tiny_model, oos_data, 2)]) == 0
+    with live_server(create_app([str(run)], admin_token="t")) as (url, _):
+        scorer = httpx.get(f"{url}/v1/adapters").json()["adapters"][0]["out_of_scope"]["scorer"]
+        reject_all = 1.0 if scorer in ("msp", "knn") else 1e9  # every score is below it
+        r = httpx.put(
+            f"{url}/v1/adapters/bank/threshold",
+            json={"threshold": reject_all},
+            headers={"Authorization": "Bearer t"},
+        )
+        assert r.status_code == 200, r.text
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_selector("#adapter option", state="attached")
+            page.fill("#query", "what is the weather in paris tomorrow")
+            page.click("#go")
+            page.wait_for_selector("#none", state="visible")
+            assert page.locator("#none b").inner_text() == "None of the 4 intents."
+            assert "below the threshold" in page.locator("#none span").inner_text()
+            assert page.locator("#results.candidates .row").count() >= 1  # the closest candidates beneath
+            browser.close()

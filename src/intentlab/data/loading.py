@@ -364,6 +364,11 @@ def load_dataset(
     for split_name in ("validation", "test"):
         if len(splits[split_name]) == 0:
             raise UserError(f"the {split_name} split is empty. Give more data or a {split_name} file.")
+        if all(y == oos_label for y in splits[split_name].labels) and not oos_as_class:
+            raise UserError(
+                f"the {split_name} split has no in-scope rows (only {oos_label!r}), so nothing can be scored "
+                "or thresholded on it. Add in-scope texts to it."
+            )
     source = {
         "name": name,
         "files": {k: {"path": str(p.resolve()), "sha256": _sha256(p)} for k, p in files.items()},
