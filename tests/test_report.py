@@ -230,3 +230,27 @@ def test_mixing_splits_is_refused(tmp_path: Path) -> None:
         build_report([tmp_path / "runs"], tmp_path / "out")
     with pytest.raises(UserError, match="no complete runs"):
         build_report([tmp_path / "nothing"], tmp_path / "out2")
+
+
+def test_the_out_of_scope_section_compares_methods(tmp_path: Path, tiny_model: str, oos_data: str) -> None:
+    from conftest import tiny_args
+    from intentlab.cli import main
+
+    for method in ("lora", "full"):
+        for seed in (1, 2):
+            out = tmp_path / "runs" / method / f"seed-{seed}"
+            args = [*tiny_args(tiny_model, oos_data, 2), "--group-column", "source", "--seed", str(seed)]
+            assert main(["train", "--method", method, "--out", str(out), *args]) == 0
+    rep = build_report([tmp_path / "runs"], tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Out-of-scope detection" in md and "AUROC vs ood-oos" in md
+    assert (
+        "The best out-of-scope detector was" in md
+        and "On out-of-scope detection LoRA against full fine-tuning" in md
+    )
+    for chart in ("ood_roc", "ood_tradeoff", "reliability"):
+        assert len(png_colours(tmp_path / "out" / "charts" / f"{chart}.png")) > 20, chart
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["out_of_scope"]
+    assert {r["scorer"] for r in summary["rows"]} == {"msp", "energy", "mahalanobis", "knn"}
+    assert "lora vs full" in summary["tests"]
+    assert rep["summary"][0]["n"] == 2

@@ -114,3 +114,59 @@ def findings(summary: list[dict[str, Any]], tests: dict[tuple[str, str], PairedR
             f"seeds ({pretty(widest['name'])}); single-seed comparisons closer than that are not evidence."
         )
     return out
+
+
+def ood_findings(analysis: dict[str, Any]) -> list[str]:
+    """Sentences about out-of-scope detection: the best detector, what its threshold catches and
+    costs, distance against confidence scorers, and whether the differences between methods are real."""
+    if not analysis:
+        return []
+    rows = analysis["rows"]
+    chosen = [r for r in rows if r["chosen"]]
+    groups = sorted({k.split(":")[0] for r in rows for k in r if k.endswith(":auroc")})
+
+    def auroc(r: dict[str, Any]) -> float:
+        values = [r[f"{g}:auroc"][0] for g in groups] if groups else [r["auroc"][0]]
+        return float(sum(values) / len(values))
+
+    def per_group(r: dict[str, Any], key: str, scale: float = 1.0, digits: int = 3) -> str:
+        if not groups:
+            return f"{scale * r[key.split(':')[-1]][0]:.{digits}f}"
+        return ", ".join(f"{scale * r[f'{g}:{key}'][0]:.{digits}f} against {g}" for g in groups)
+
+    out = []
+    best = max(chosen, key=auroc)
+    out.append(
+        f"The best out-of-scope detector was {pretty(best['name'])} with its {best['scorer']} scorer: AUROC "
+        f"{per_group(best, 'auroc')} (mean of {best['n']} seed{'s' if best['n'] > 1 else ''})."
+    )
+    for r in sorted(chosen, key=auroc, reverse=True):
+        out.append(
+            f"At its validation-picked threshold, {pretty(r['name'])} ({r['scorer']}) kept "
+            f"{100 * r['inscope_accuracy_with_rejection'][0]:.1f}% in-scope accuracy (closed-set "
+            f"{100 * r['inscope_accuracy_closed'][0]:.1f}%) and caught "
+            + (
+                " and ".join(f"{100 * r[f'{g}:recall'][0]:.1f}% of {g}" for g in groups)
+                if groups
+                else f"{100 * r['oos_recall'][0]:.1f}% of the out-of-scope"
+            )
+            + " texts."
+        )
+    for name in dict.fromkeys(r["name"] for r in rows):
+        mine = {r["scorer"]: r for r in rows if r["name"] == name}
+        dist = [mine[s] for s in ("mahalanobis", "knn") if s in mine]
+        if dist and "msp" in mine:
+            top = max(dist, key=auroc)
+            verb = "beat" if auroc(top) > auroc(mine["msp"]) else "did not beat"
+            out.append(
+                f"For {pretty(name)}, the distance scorer {top['scorer']} {verb} softmax confidence: mean AUROC "
+                f"{auroc(top):.3f} against {auroc(mine['msp']):.3f}."
+            )
+    for (a, b), t in analysis["tests"].items():
+        ra = next(r for r in chosen if r["name"] == a)
+        rb = next(r for r in chosen if r["name"] == b)
+        out.append(
+            f"On out-of-scope detection {pretty(a)} against {pretty(b)}: mean AUROC {auroc(ra):.3f} vs "
+            f"{auroc(rb):.3f}; texts handled right{_verdict(t)}."
+        )
+    return out

@@ -16,9 +16,9 @@ import numpy as np
 
 from intentlab.errors import UserError
 from intentlab.models import methods as M
-from intentlab.reporting import charts
+from intentlab.reporting import charts, ood_section
 from intentlab.reporting.document import Doc
-from intentlab.reporting.findings import findings
+from intentlab.reporting.findings import findings, ood_findings
 from intentlab.reporting.load import RunRecord, check_same_split, discover, group
 from intentlab.reporting.stats import PairedResult
 from intentlab.reporting.summary import epoch_table, paired_tests, summarize, summary_table, tests_table
@@ -39,12 +39,14 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     groups = group(runs)
     summary = summarize(groups)
     tests = paired_tests(groups)
+    ood = ood_section.analyse(groups)
     out = Path(out)
     figs = out / "charts"
     doc = _header(runs, groups)
     doc.h("Findings")
-    doc.bullets(findings(summary, tests), kind="finding")
+    doc.bullets(findings(summary, tests) + ood_findings(ood), kind="finding")
     _summary_section(doc, summary, tests)
+    ood_section.section(doc, groups, ood, figs)
     _charts_section(doc, groups, summary, figs)
     _dataset_section(doc, _dataset(runs), figs)
     _runs_section(doc, groups)
@@ -62,6 +64,10 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
         {
             "summary": summary,
             "tests": {f"{a} vs {b}": vars(t) for (a, b), t in tests.items()},
+            "out_of_scope": {
+                "rows": ood.get("rows", []),
+                "tests": {f"{a} vs {b}": vars(t) for (a, b), t in ood.get("tests", {}).items()},
+            },
             "left_out": problems,
         },
     )
