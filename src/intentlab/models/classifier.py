@@ -162,7 +162,7 @@ def expand_targets(model: nn.Module, targets: list[str]) -> list[str]:
     """`all-linear` -> every linear layer inside the encoder's layers (never the pooler or head).
 
     peft's own `all-linear` only works on transformers `PreTrainedModel`s, and our wrapper is not one.
-    Names are returned relative to a layer (`attention.self.query`), so peft matches them by suffix.
+    Names are returned relative to a layer (`attention.self.query`).
     """
     if [t.lower() for t in targets] != ["all-linear"]:
         return targets
@@ -173,11 +173,41 @@ def expand_targets(model: nn.Module, targets: list[str]) -> list[str]:
     return sorted(names)
 
 
+def target_pattern(model: nn.Module, targets: list[str]) -> str:
+    """A regular expression (peft full-matches it) for the encoder's linear layers named by `targets`,
+    written with this wrapper's module paths (`encoder.encoder.layer.N....`).
+
+    Full paths make a run's adapter fail loudly ("no modules were targeted") when someone loads it onto
+    a model of another shape, such as transformers' BertForSequenceClassification, instead of loading
+    with missing keys and predicting at chance. `intentlab export` writes the standard form."""
+    found: set[str] = set()
+    matched: set[str] = set()
+    for name, module in model.encoder.named_modules():
+        if not isinstance(module, nn.Linear) or "pooler" in name:
+            continue
+        hits = [t for t in targets if name == t or name.endswith("." + t)]
+        if hits:
+            matched.update(hits)
+            parts = re.split(r"\.\d+\.", "encoder." + name)  # layer numbers become \d+
+            found.add(r"\.\d+\.".join(re.escape(p) for p in parts))
+    missing = [t for t in targets if t not in matched]
+    if not found or missing:
+        raise UserError(
+            f"target_modules {missing or targets} match no linear layer of the encoder. "
+            "Use layer names such as query,value or all-linear."
+        )
+    return "(?:" + "|".join(sorted(found)) + ")"
+
+
 def peft_config(cfg: Config, model: nn.Module, total_steps: int = 1) -> Any:
     """The peft config of an adapter method, built by its entry in the method table."""
     build = get(cfg.method).peft
     assert build is not None, f"{cfg.method} is not an adapter method"
-    ctx = PeftContext(expand_targets(model, cfg.target_modules), head_modules(cfg), total_steps)
+    targets = expand_targets(model, cfg.target_modules)
+    pattern = target_pattern(model, targets)
+    feedforward = [m for m in cfg.feedforward_modules if m in targets]
+    ff_pattern = target_pattern(model, feedforward) if feedforward else None
+    ctx = PeftContext(targets, head_modules(cfg), total_steps, pattern, ff_pattern)
     try:
         return build(cfg, ctx)
     except (TypeError, ValueError) as e:

@@ -32,9 +32,11 @@ BASELINE = "intentlab.training.baseline:train_baseline"
 class PeftContext:
     """What a peft config builder may use besides the run config."""
 
-    targets: list[str]  # adapted modules, `all-linear` already expanded
+    targets: list[str]  # adapted modules relative to a layer, `all-linear` already expanded
     modules_to_save: list[str]  # the head (and pooler): saved with the adapter
     total_steps: int  # optimizer steps of the whole run (AdaLoRA's budget schedule needs it)
+    pattern: str = ""  # the same modules as one full-path regex (what peft is given)
+    feedforward_pattern: str | None = None  # IA3: the targets that are feed-forward layers
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def _lora(cfg: Config, ctx: PeftContext, dora: bool = False) -> Any:
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=ctx.targets,
+        target_modules=ctx.pattern,
         use_dora=dora,
         modules_to_save=ctx.modules_to_save,
         **_options(cfg),
@@ -114,7 +116,7 @@ def _adalora(cfg: Config, ctx: PeftContext) -> Any:
         init_r=int(opts.pop("init_r", max(cfg.lora_r * 3 // 2, cfg.lora_r))),
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=ctx.targets,
+        target_modules=ctx.pattern,
         modules_to_save=ctx.modules_to_save,
         total_step=total,
         tinit=tinit,
