@@ -128,7 +128,7 @@ def test_unmerged_export_is_verified_from_the_exported_files(
     copytree = shutil.copytree
 
     def copy_the_wrong_run(src: Path, dst: Path, *args: object, **kw: object) -> object:
-        wrong = other / "model" if Path(src) == lora_run / "model" else src
+        wrong = other / "model" / "adapter" if Path(src) == lora_run / "model" / "adapter" else src
         return copytree(wrong, dst, *args, **kw)
 
     monkeypatch.setattr(export.shutil, "copytree", copy_the_wrong_run)
@@ -137,5 +137,6 @@ def test_unmerged_export_is_verified_from_the_exported_files(
     assert not (tmp_path / "export").exists()
     monkeypatch.undo()
     report = export.export_run(lora_run, tmp_path / "export")
-    assert report["argmax_equal"] and report["max_prob_diff"] == 0.0
+    art = report["artifacts"]["intentlab adapter"]
+    assert art["top1_agreement"] == 1.0 and art["max_prob_diff"] == 0.0
     assert json.loads((tmp_path / "export" / "export_verification.json").read_text())["n"] == report["n"]

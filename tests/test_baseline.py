@@ -27,7 +27,7 @@ def test_saved_as_data_and_reloaded_exactly(baseline_run: Path) -> None:
     from intentlab.runs import read_config
 
     files = sorted(p.name for p in (baseline_run / "model").iterdir())
-    assert files == ["intentlab.json", "labels.json", "tfidf.json", "tfidf.safetensors"]
+    assert files == ["README.md", "intentlab.json", "labels.json", "tfidf.json", "tfidf.safetensors"]
     assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in baseline_run.rglob("*"))
     ds = dataset_for(read_config(baseline_run))
     recorded = json.loads((baseline_run / "test_predictions.json").read_text())["y_pred"]

@@ -87,7 +87,7 @@ def test_bad_data(
         (["--lora-rank", "4"], "unrecognized arguments"),
         (["--model", "no-such-org/no-such-model-xyz"], "cannot load model"),
         (["--method", "qlora"], "unknown method 'qlora'"),
-        (["--target-modules", "not_a_layer"], "Check target_modules"),
+        (["--target-modules", "not_a_layer"], "match no linear layer"),
     ],
 )
 def test_bad_options(

@@ -67,7 +67,9 @@ def test_predict_file_csv_and_jsonl(runs: dict[str, Path], toy_data: str, tmp_pa
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "full"])
-def test_merged_export_matches_the_run(runs: dict[str, Path], tmp_path: Path, method: str) -> None:
+def test_mean_pooled_merged_export_is_labelled_remote_code(
+    runs: dict[str, Path], tmp_path: Path, method: str
+) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -76,19 +78,20 @@ def test_merged_export_matches_the_run(runs: dict[str, Path], tmp_path: Path, me
 
     out = tmp_path / "export"
     report = export_run(runs[method], out, merge=True)
-    assert report["argmax_equal"] and report["max_prob_diff"] <= report["tolerance"]
-    assert not any(p.name.startswith("adapter") for p in out.iterdir())
-    # a plain transformers load, no peft, reproduces the run's predictions
+    art = report["artifacts"]["transformers"]
+    assert art["top1_agreement"] == 1.0 and art["max_prob_diff"] <= art["tolerance"]
+    assert not report["standard"] and (out / "modeling_intentlab.py").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert (
+        "mean pooling" in config["intentlab_remote_code"] and "remote code" in (out / "README.md").read_text()
+    )
     model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
-    tok = AutoTokenizer.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out, trust_remote_code=True)
     texts = ["i lost my card", "how do i top up my account", "when will the card be delivered"]
     with torch.inference_mode():
         logits = model(**tok(texts, padding=True, return_tensors="pt")).logits.numpy()
     ref = Predictor.from_run(runs[method], bf16=False).logits(texts)
     np.testing.assert_allclose(logits, ref, atol=1e-4)
-    assert [model.config.id2label[i] for i in logits.argmax(1)] == [
-        Predictor.from_run(runs[method]).labels[i] for i in ref.argmax(1)
-    ]
 
 
 def test_unmerged_adapter_export_and_refusals(
@@ -96,20 +99,56 @@ def test_unmerged_adapter_export_and_refusals(
 ) -> None:
     out = tmp_path / "adapter"
     assert main(["export", str(runs["lora"]), "--out", str(out)]) == 0
-    assert "argmax identical: True" in capsys.readouterr().out
+    assert "top-1 agreement 100.00%" in capsys.readouterr().out
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert main(["export", str(runs["lora"]), "--out", str(out)]) == 2  # exists
-    assert "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--resume" not in err
 
 
-def test_onnx_export_matches_the_run(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_onnx_fp32_and_int8_exports(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("onnxruntime")
-    from intentlab.deploy.export import export_run
+    import onnxruntime as ort
 
-    report = export_run(runs["lora"], tmp_path / "onnx", merge=True, onnx=True)
-    assert (tmp_path / "onnx" / "model.onnx").is_file()
-    assert report["argmax_equal"] and report["onnx_max_prob_diff"] is not None
-    assert report["onnx_max_prob_diff"] <= 10 * report["tolerance"]
+    out = tmp_path / "onnx"
+    # a 2-epoch tiny model has near-ties between intents, so int8 may flip a few: a lower floor here
+    argv = ["export", str(runs["lora"]), "--out", str(out), "--merge", "--onnx", "--quantize", "int8"]
+    assert main([*argv, "--min-agreement", "0.8"]) == 0
+    printed = capsys.readouterr().out
+    assert "onnx int8" in printed and "MB" in printed
+    report = json.loads((out / "export_verification.json").read_text())["artifacts"]
+    assert report["onnx"]["max_prob_diff"] <= report["onnx"]["tolerance"]
+    assert report["onnx int8"]["bytes"] < report["onnx int8"]["fp32_bytes"]
+    session = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "features"]
+    assert main(["export", str(runs["lora"]), "--out", str(tmp_path / "x"), "--quantize", "int8"]) == 2
+    assert "Add --onnx" in capsys.readouterr().err
+
+
+def test_int8_below_the_agreement_floor_is_refused(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from intentlab.deploy import export, onnx
+    from intentlab.errors import UserError
+
+    real = onnx.quantize_int8
+
+    def broken(fp32: Path) -> Path:  # a "quantized" model that is another run's network
+        other = tmp_path / "other"
+        export.export_run(runs["dora"], other, merge=True, onnx=True)
+        out = real(fp32)
+        out.write_bytes((other / "model.onnx").read_bytes())
+        return out
+
+    monkeypatch.setattr(onnx, "quantize_int8", broken)
+    with pytest.raises(UserError, match="onnx int8"):
+        export.export_run(
+            runs["lora"], tmp_path / "q", merge=True, onnx=True, quantize="int8", min_agreement=1.0
+        )
+    assert not (tmp_path / "q").exists()
 
 
 def test_baseline_run_predicts_and_evaluates_but_is_not_served(

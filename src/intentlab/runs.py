@@ -35,7 +35,8 @@ from intentlab.errors import UserError
 from intentlab.folders import is_complete, read_jsonl, write_json_atomic, write_jsonl_atomic
 
 SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)  # 1: records written before the typed record; same keys, some absent
+READABLE_SCHEMAS = (1, 2)
+COMMAND: list[str] = []  # the intentlab command line being run (set by cli.main), for provenance  # 1: records written before the typed record; same keys, some absent
 RESULT = "result.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
@@ -255,7 +256,7 @@ def provenance() -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in pkgs}},
         "git": git_info(),
-        "command": sys.argv,
+        "command": COMMAND or sys.argv,
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": cpu_name(),

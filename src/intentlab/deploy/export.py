@@ -1,15 +1,21 @@
-"""`intentlab export RUN --out DIR [--merge] [--onnx]`: a deployable folder, verified against the run.
+"""`intentlab export RUN --out DIR [--merge] [--onnx [--quantize int8]]`: a deployable folder, verified.
 
-- `--merge` folds LoRA/DoRA/IA3 into the base weights (peft `merge_and_unload`) and keeps the trained
-  head. The result is a plain transformers folder (config.json with `auto_map`, model.safetensors,
-  tokenizer, `modeling_intentlab.py`) that loads with `AutoModelForSequenceClassification`
-  (`trust_remote_code=True`) and needs neither peft nor intentlab.
-- Without `--merge`, an adapter run is exported as its portable peft adapter folder plus tokenizer and
-  labels (load it on the base model with peft); a full or head run is always written merged.
-- `--onnx` also writes `model.onnx` (torch.onnx exporter) with dynamic batch and sequence axes.
+- `--merge` (always for full and head runs): the adapter folded into the base weights (peft
+  `merge_and_unload`) as a transformers folder. A [CLS]-pooled BERT run is a plain
+  `BertForSequenceClassification` (no remote code); a mean-pooled run carries `modeling_intentlab.py`
+  and says so (config, card, printed note).
+- Without `--merge`, an adapter run is exported as a peft adapter: for a [CLS]-pooled BERT run in the
+  standard form (`task_type: SEQ_CLS`, transformers' module names, the base model's hub id) that
+  `PeftModel.from_pretrained` loads onto `AutoModelForSequenceClassification`; otherwise intentlab's own
+  adapter, which fails loudly on any other model shape.
+- `--onnx` also writes `model.onnx` (logits and pooled features); `--quantize int8` adds
+  `model.int8.onnx`, refused when its top-1 agreement with the run is under `--min-agreement`.
 
-Every export is verified on the run's test split: argmax identical to the unmerged model, and
-probabilities within `PROB_TOLERANCE`; the command prints both figures.
+Every export also holds the tokenizer, labels.json, intentlab.json, the run's out-of-scope state
+(`ood/`) and a model card (README.md), so `intentlab predict` and `serve` read it too. Every artifact
+is loaded back from disk the way its users load it and scored on the run's test split against the
+run itself (unmerged, fp32): argmax identical and probabilities within `PROB_TOLERANCE`, or nothing
+is kept. The numbers go to `export_verification.json` and are printed.
 """
 
 from __future__ import annotations
@@ -25,37 +31,8 @@ from intentlab.errors import UserError
 from intentlab.models.methods import ADAPTER
 
 PROB_TOLERANCE = 1e-4
-
-
-def write_hf_folder(model: Any, tokenizer: Any, labels: list[str], info: dict[str, Any], out: Path) -> None:
-    """Save an (unwrapped) IntentClassifier as a transformers folder with its modeling code."""
-    import torch  # noqa: F401  (safetensors.torch needs it)
-    from safetensors.torch import save_file
-
-    from intentlab.deploy import hf_template
-
-    enc = model.encoder.config.to_dict()
-    for key in ("architectures", "auto_map", "_name_or_path", "transformers_version", "id2label", "label2id"):
-        enc.pop(key, None)
-    config = {
-        "model_type": "intentlab",
-        "architectures": ["IntentlabForSequenceClassification"],
-        "auto_map": {
-            "AutoConfig": "modeling_intentlab.IntentlabConfig",
-            "AutoModelForSequenceClassification": "modeling_intentlab.IntentlabForSequenceClassification",
-        },
-        "encoder": enc,
-        "pooling": info["pooling"],
-        "classifier_dropout": info.get("dropout", 0.1),
-        "id2label": dict(enumerate(labels)),
-        "label2id": {label: i for i, label in enumerate(labels)},
-        "intentlab": {k: info[k] for k in ("method", "base_model", "max_length") if k in info},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
-    shutil.copy(hf_template.__file__, out / "modeling_intentlab.py")
-    tokenizer.save_pretrained(out)
+ONNX_TOLERANCE = 1e-3
+QUANTIZE = (None, "int8")
 
 
 def export_run(
@@ -65,18 +42,22 @@ def export_run(
     onnx: bool = False,
     overwrite: bool = False,
     data_dir: str | None = None,
+    quantize: str | None = None,
+    min_agreement: float = 0.99,
 ) -> dict[str, Any]:
-    """Export and verify; returns {'kind', 'max_prob_diff', 'argmax_equal', 'n', 'tolerance'}.
-
-    The reference is the run itself, loaded unmerged, in fp32 on the CPU; the export is loaded back
-    from the folder just written (never the in-memory model) and scored on the run's test split.
-    """
+    """Export and verify; returns the verification report (one entry per artifact)."""
     from intentlab.folders import OutputDir
 
+    if quantize not in QUANTIZE:
+        raise UserError(f"--quantize {quantize!r} is not supported. Use --quantize int8.")
+    if quantize and not onnx:
+        raise UserError("--quantize works on the ONNX export. Add --onnx.")
+    if not 0 <= min_agreement <= 1:
+        raise UserError(f"--min-agreement must be within 0..1, got {min_agreement}.")
     run, out = Path(run), Path(out)
     run_dir = OutputDir(out, overwrite, marker="export_verification.json", entries=None)
     try:
-        report = _export(run, run_dir, merge, onnx, data_dir)
+        report = _export(run, run_dir, merge, onnx, data_dir, quantize, min_agreement)
     except BaseException:
         run_dir.abort()
         raise
@@ -84,104 +65,122 @@ def export_run(
     return report
 
 
-def _export(run: Path, run_dir: Any, merge: bool, onnx: bool, data_dir: str | None) -> dict[str, Any]:
+def _agreement(probs: np.ndarray, ref: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    inscope = y >= 0
+    return {
+        "max_prob_diff": float(np.abs(probs - ref).max()),
+        "top1_agreement": float(np.mean(probs.argmax(1) == ref.argmax(1))),
+        "accuracy": float(np.mean(probs.argmax(1)[inscope] == y[inscope])),
+    }
+
+
+def _export(
+    run: Path,
+    run_dir: Any,
+    merge: bool,
+    onnx: bool,
+    data_dir: str | None,
+    quantize: str | None,
+    min_agreement: float,
+) -> dict[str, Any]:
+    from intentlab.deploy import hf
+    from intentlab.deploy.card import write_card
     from intentlab.inference.engine import Placement, TorchBackend, softmax
     from intentlab.inference.evaluate import run_dataset
-    from intentlab.models.io import load_model
+    from intentlab.models.io import load_model, model_folder
 
     ds, cfg = run_dataset(run, data_dir, other_data=True)  # any texts verify an export
     fp32 = Placement.for_this_machine("cpu", bf16=False)
     loaded = load_model(run)
-    ref = TorchBackend(loaded.model, loaded.tokenizer, cfg.max_length, fp32)
-    ids = ref.encode(ds.test.texts)
-    ref_probs = softmax(ref.run_ids(ids).logits)
-    is_adapter = loaded.info["weights"] == ADAPTER
-    if onnx and is_adapter and not merge:
+    if onnx and loaded.info["weights"] == ADAPTER and not merge:
         raise UserError("--onnx needs a merged model. Add --merge.")
+    ref_backend = TorchBackend(loaded.model, loaded.tokenizer, cfg.max_length, fp32)
+    ids = ref_backend.encode(ds.test.texts)
+    y = np.asarray(ds.ids(ds.test))
+    ref = softmax(ref_backend.run_ids(ids).logits)
+    encoder_config = (
+        loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model
+    ).encoder.config
+    standard = hf.is_standard(loaded.info, encoder_config)
     target = run_dir.claim()
-    if is_adapter and not merge:
-        kind = "peft adapter (unmerged)"
-        shutil.copytree(run / "model", target, dirs_exist_ok=True)
-        again = load_model(target)  # the exported folder, loaded on its own
-    else:
-        kind = "merged transformers model" if is_adapter else "transformers model"
-        model = loaded.model.merge_and_unload() if is_adapter else loaded.model
-        write_hf_folder(model, loaded.tokenizer, loaded.labels, loaded.info, target)
-        again = _load_hf(target)
-    probs = softmax(TorchBackend(again.model, loaded.tokenizer, cfg.max_length, fp32).run_ids(ids).logits)
-    probs_onnx_diff = None
-    if onnx:
-        from intentlab.inference.onnx import OnnxBackend
+    folder = model_folder(run)
+    for name in ("labels.json", "intentlab.json"):
+        shutil.copy(folder / name, target / name)
+    if (run / "ood").is_dir():
+        shutil.copytree(run / "ood", target / "ood")
+    artifacts: dict[str, Any] = {}
 
-        _export_onnx(target, loaded.tokenizer)
-        onnx_backend = OnnxBackend(target / "model.onnx", loaded.tokenizer, cfg.max_length)
-        probs_onnx_diff = float(np.abs(softmax(onnx_backend.run_ids(ids).logits) - ref_probs).max())
-    diff = float(np.abs(probs - ref_probs).max())
-    same = bool((probs.argmax(1) == ref_probs.argmax(1)).all())
-    report = {
-        "kind": kind,
-        "n": len(ids),
-        "max_prob_diff": diff,
-        "argmax_equal": same,
-        "tolerance": PROB_TOLERANCE,
-        "onnx_max_prob_diff": probs_onnx_diff,
-    }
-    ok = (
-        same
-        and diff <= PROB_TOLERANCE
-        and (probs_onnx_diff is None or probs_onnx_diff <= 10 * PROB_TOLERANCE)
-    )
+    def check(name: str, model: Any, tolerance: float = PROB_TOLERANCE) -> None:
+        probs = softmax(TorchBackend(model, loaded.tokenizer, cfg.max_length, fp32).run_ids(ids).logits)
+        artifacts[name] = {**_agreement(probs, ref, y), "tolerance": tolerance}
+
+    if loaded.info["weights"] == ADAPTER and not merge:
+        base_id = cfg.model
+        if standard:
+            kind, loading = "peft adapter for BertForSequenceClassification (task_type SEQ_CLS)", "peft"
+            hf.write_standard_adapter(folder, loaded.info, base_id, target)
+            loaded.tokenizer.save_pretrained(target)
+            check("peft adapter", hf.load_standard_adapter(target, base_id, len(loaded.labels)))
+        else:
+            kind, loading = "intentlab adapter (mean pooling: load it with intentlab)", "intentlab"
+            shutil.copytree(folder / "adapter", target / "adapter")
+            loaded.tokenizer.save_pretrained(target)
+            check("intentlab adapter", load_model(target).model)
+    else:
+        model = loaded.model.merge_and_unload() if loaded.info["weights"] == ADAPTER else loaded.model
+        if standard:
+            kind, loading = "transformers BertForSequenceClassification (no remote code)", "transformers"
+            hf.write_standard(model, loaded.tokenizer, loaded.labels, loaded.info, target)
+        else:
+            kind, loading = (
+                "transformers model with remote code (modeling_intentlab.py: mean pooling)",
+                "remote-code",
+            )
+            hf.write_remote_code(model, loaded.tokenizer, loaded.labels, loaded.info, target)
+        check("transformers", hf.load_transformers(target, remote_code=not standard))
+        if onnx:
+            _onnx(model, loaded.tokenizer, target, cfg.max_length, ids, ref, y, quantize, artifacts)
+    write_card(run, target / "README.md", kind=f"exported: {kind}", loading=loading)
+    report = {"kind": kind, "standard": standard, "n": len(ids), "artifacts": artifacts}
     (target / "export_verification.json").write_text(json.dumps(report, indent=2))
-    if not ok:
+    failed = [
+        name
+        for name, a in artifacts.items()
+        if (a["max_prob_diff"] > a["tolerance"] or a["top1_agreement"] < 1.0)
+        and not (name == "onnx int8" and a["top1_agreement"] >= min_agreement)
+    ]
+    if failed:
         raise UserError(
-            f"export of {run} does not reproduce the run's predictions ({report}). Nothing was kept."
+            f"export of {run} does not reproduce the run's predictions ({', '.join(failed)}: "
+            f"{json.dumps({n: artifacts[n] for n in failed})}). Nothing was kept."
         )
     return report
 
 
-def _load_hf(folder: Path) -> Any:
-    """The exported transformers folder, loaded through plain transformers."""
-    from types import SimpleNamespace
+def _onnx(
+    model: Any,
+    tokenizer: Any,
+    target: Path,
+    max_length: int,
+    ids: list[list[int]],
+    ref: np.ndarray,
+    y: np.ndarray,
+    quantize: str | None,
+    artifacts: dict[str, Any],
+) -> None:
+    from intentlab.deploy.onnx import export_onnx, quantize_int8
+    from intentlab.inference.engine import softmax
+    from intentlab.inference.onnx import OnnxBackend
 
-    from transformers import AutoModelForSequenceClassification
-
-    return SimpleNamespace(
-        model=AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
-    )
-
-
-def _export_onnx(folder: Path, tokenizer: Any) -> Path:
-    """Write `folder/model.onnx` from the exported transformers folder (dynamic batch and sequence)."""
-    from intentlab.inference.onnx import import_onnxruntime
-
-    import_onnxruntime()
-    import torch
-
-    model = _load_hf(folder).model
-
-    class Logits(torch.nn.Module):
-        def __init__(self, m: Any) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.m(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    sample = tokenizer(
-        ["an example query", "a second, longer example query"], padding=True, return_tensors="pt"
-    )
-    torch.onnx.export(
-        Logits(model),
-        (sample["input_ids"], sample["attention_mask"]),
-        str(folder / "model.onnx"),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        dynamic_axes={
-            "input_ids": {0: "batch", 1: "seq"},
-            "attention_mask": {0: "batch", 1: "seq"},
-            "logits": {0: "batch"},
-        },
-        opset_version=17,
-        dynamo=False,
-    )
-    return folder / "model.onnx"
+    path = export_onnx(model, tokenizer, target)
+    probs = softmax(OnnxBackend(path, tokenizer, max_length).run_ids(ids).logits)
+    artifacts["onnx"] = {**_agreement(probs, ref, y), "tolerance": ONNX_TOLERANCE}
+    if quantize == "int8":
+        q = quantize_int8(path)
+        probs = softmax(OnnxBackend(q, tokenizer, max_length).run_ids(ids).logits)
+        artifacts["onnx int8"] = {
+            **_agreement(probs, ref, y),
+            "tolerance": 1.0,  # quantized weights: judged on top-1 agreement (--min-agreement)
+            "bytes": q.stat().st_size,
+            "fp32_bytes": path.stat().st_size,
+        }

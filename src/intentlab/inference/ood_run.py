@@ -183,4 +183,7 @@ def _fit(run: Path, data_dir: str | None, k: int | None, target_recall: float | 
     result = load_result(run)
     result.ood = summary
     write_json_atomic(run / RESULT, result.to_dict())
+    from intentlab.deploy.card import write_run_cards
+
+    write_run_cards(run)  # the card states the threshold
     return summary

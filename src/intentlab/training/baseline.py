@@ -97,4 +97,7 @@ def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
 
         fit_run_ood(out, locked=True)
         result = load_result(out)
+    from intentlab.deploy.card import write_run_cards
+
+    write_run_cards(out)
     return result

@@ -129,6 +129,10 @@ def _run(
 
             fit_run_ood(out, locked=True)  # scorers, thresholds and calibration; the folder is still ours
             result = load_result(out)
+        if main:
+            from intentlab.deploy.card import write_run_cards
+
+            write_run_cards(out)
     except ckpt.Interrupted:
         raise  # the run folder stays, with its checkpoint
     except BaseException:

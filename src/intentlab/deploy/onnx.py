@@ -1,0 +1,61 @@
+"""ONNX exports: the merged classifier as `model.onnx` (inputs input_ids and attention_mask; outputs
+logits and the pooled features that out-of-scope scorers use), and its int8 form `model.int8.onnx`
+from ONNX Runtime's dynamic quantization (int8 weights of the linear layers, activations quantized
+on the fly), for fast CPU inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+FP32, INT8 = "model.onnx", "model.int8.onnx"
+
+
+def export_onnx(model: Any, tokenizer: Any, out: Path) -> Path:
+    """Write `out/model.onnx` from an (unwrapped, merged) intentlab classifier."""
+    import torch
+
+    from intentlab.inference.onnx import import_onnxruntime
+
+    import_onnxruntime()
+
+    class Both(torch.nn.Module):
+        def __init__(self, m: Any) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            features = self.m.features(input_ids, attention_mask)
+            return self.m.classify(features), features
+
+    sample = tokenizer(
+        ["an example query", "a second, longer example query"], padding=True, return_tensors="pt"
+    )
+    path = out / FP32
+    torch.onnx.export(
+        Both(model.eval()),
+        (sample["input_ids"], sample["attention_mask"]),
+        str(path),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits", "features"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "logits": {0: "batch"},
+            "features": {0: "batch"},
+        },
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
+def quantize_int8(fp32: Path) -> Path:
+    """`model.int8.onnx` beside `fp32`: ONNX Runtime's dynamic int8 quantization of the weights."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = fp32.with_name(INT8)
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+    return out
