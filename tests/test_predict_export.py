@@ -176,3 +176,29 @@ def test_baseline_run_predicts_and_evaluates_but_is_not_served(
     err = capsys.readouterr().err
     assert "is a TF-IDF baseline run" in err and "Traceback" not in err
     assert not (tmp_path / "exp").exists()
+
+
+def test_serving_an_onnx_export(runs: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from intentlab.deploy.export import export_run
+    from intentlab.errors import UserError
+    from intentlab.inference.predictor import Predictor
+    from intentlab.serving.app import create_app
+
+    out = tmp_path / "onnx-export"
+    export_run(runs["full"], out, merge=True, onnx=True, quantize="int8", min_agreement=0.8)
+    texts = ["i lost my card", "how do i top up my account", "what exchange rate do you use"]
+    want = Predictor.from_run(runs["full"], bf16=False).predict(texts, top_k=2)
+    for onnx_file, tol in (("model.onnx", 1e-4), ("model.int8.onnx", 0.05)):
+        app = create_app([str(out)], backend="onnxruntime", onnx_file=onnx_file)
+        with TestClient(app) as client:
+            listed = client.get("/v1/adapters").json()["adapters"][0]
+            assert listed["backend"] == "OnnxBackend" and listed["metrics"] is None
+            got = client.post("/v1/predict", json={"texts": texts, "top_k": 2}).json()["predictions"]
+        for g, w in zip(got, want, strict=True):
+            assert [p["probability"] for p in g["intents"]] == pytest.approx([p for _, p in w], abs=tol)
+    with pytest.raises(UserError, match=r"has no model\.onnx"):
+        create_app([str(runs["full"])], backend="onnxruntime", onnx_file="model.onnx")

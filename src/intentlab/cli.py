@@ -268,6 +268,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         runs_root=args.runs_root,
         limits=limits,
         bf16=args.bf16,
+        backend=args.backend,
+        onnx_file=args.onnx_file,
     )
     return 0
 
@@ -454,6 +456,16 @@ def build_parser() -> Parser:
     )  # visible in the process list: use the file or env
     p.add_argument(
         "--runs-root", help="folder that runs loaded at run time must be inside [default: current folder]"
+    )
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch: run folders; onnxruntime: export folders made with `export --merge --onnx` [default: torch]",
+    )
+    p.add_argument(
+        "--onnx-file",
+        help="with --backend onnxruntime: model.onnx or model.int8.onnx [default: int8 if exported]",
     )
     p.add_argument("--max-texts", type=int, default=64, help="texts per request [default: 64]")
     p.add_argument("--max-chars", type=int, default=2000, help="characters per text [default: 2000]")

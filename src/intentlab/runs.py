@@ -36,7 +36,9 @@ from intentlab.folders import is_complete, read_jsonl, write_json_atomic, write_
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
-COMMAND: list[str] = []  # the intentlab command line being run (set by cli.main), for provenance  # 1: records written before the typed record; same keys, some absent
+COMMAND: list[
+    str
+] = []  # the intentlab command line being run (set by cli.main), for provenance  # 1: records written before the typed record; same keys, some absent
 RESULT = "result.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"

@@ -63,5 +63,8 @@ class OnnxBackend:
 
         return run_sorted(ids, pad_id(self.tokenizer), self.batch_size, step)
 
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return tokenize(self.tokenizer, texts, self.max_length)
+
     def run(self, texts: Sequence[str], features: bool = False) -> Outputs:
-        return self.run_ids(tokenize(self.tokenizer, texts, self.max_length), features)
+        return self.run_ids(self.encode(texts), features)

@@ -106,13 +106,16 @@ def create_app(
     runs_root: str | None = None,
     limits: Limits | None = None,
     bf16: bool | None = None,
+    backend: str = "torch",
+    onnx_file: str | None = None,
 ) -> Any:
-    """The FastAPI app serving `runs` (named after their folders unless `names` is given)."""
+    """The FastAPI app serving `runs` (named after their folders unless `names` is given); with
+    `backend="onnxruntime"` they are export folders served from their ONNX models."""
     from intentlab.models.classifier import quiet_transformers
 
     quiet_transformers()
     limits = limits or Limits()
-    registry = Registry(bf16=bf16)
+    registry = Registry(bf16=bf16, backend=backend, onnx_file=onnx_file)
     names = names or [Path(r).name for r in runs]
     if len(set(names)) != len(names):
         raise UserError(f"two runs would share an adapter name ({names}). Name them: --name a --name b.")

@@ -60,19 +60,21 @@ class Entry:
     run: Path
     info: dict[str, Any]
     labels: list[str]
-    result: RunResult
+    result: RunResult | None  # None for an export folder (it carries its card, not the run record)
     shared_key: tuple[str, ...] | None  # set for adapters on a shared base
-    backend: TorchBackend  # the one inference path, over the run's model or its view of a shared base
+    backend: Any  # the one inference path: torch over the run's model (or its view of a shared base), or ONNX
     decider: Decider  # calibrated probabilities, top-k and the out-of-scope decision
     threshold: float | None = None  # an admin's override of the fitted out-of-scope threshold
 
     def describe(self) -> dict[str, Any]:
-        run, test = self.result.run, self.result.test
+        run = self.result.run if self.result else None
+        test = self.result.test if self.result else None
         return {
             "name": self.name,
             "method": self.info["method"],
             "base_model": self.info["base_model"],
-            "dataset": run.data,
+            "backend": type(self.backend).__name__,
+            "dataset": run.data if run else None,
             "num_labels": len(self.labels),
             "pooling": self.info["pooling"],
             "shares_base": self.shared_key is not None,
@@ -85,14 +87,24 @@ class Entry:
                 else self.decider.ood.thresholds[self.decider.ood.chosen],
                 "fitted_threshold": self.decider.ood.thresholds[self.decider.ood.chosen],
             },
-            "metrics": {k: getattr(test, k) for k in ("accuracy", "f1_macro", "f1_weighted")},
+            "metrics": {k: getattr(test, k) for k in ("accuracy", "f1_macro", "f1_weighted")}
+            if test
+            else None,
         }
 
 
 class Registry:
     """Load, unload and run named adapters; thread-safe for loading, single-threaded for inference."""
 
-    def __init__(self, bf16: bool | None = None, device: str | None = None) -> None:
+    def __init__(
+        self,
+        bf16: bool | None = None,
+        device: str | None = None,
+        backend: str = "torch",
+        onnx_file: str | None = None,
+    ) -> None:
+        self.backend = backend  # torch (run folders) or onnxruntime (export folders with model.onnx)
+        self.onnx_file = onnx_file
         self.entries: dict[str, Entry] = {}
         self.bases: dict[tuple[str, ...], Any] = {}  # shared key -> PeftModel holding many adapters
         self.bf16 = bf16  # None: each run's recorded precision, where this machine runs it fast
@@ -117,6 +129,9 @@ class Registry:
         with self.lock:
             if name in self.entries:
                 raise UserError(f"adapter {name!r} is already loaded. Unload it first or pick another name.")
+            if self.backend == "onnxruntime":
+                self.entries[name] = self._load_onnx(name, run)
+                return self.entries[name]
             result = load_result(run)
             folder = run / "model"
             info, labels = read_model_info(folder)
@@ -177,6 +192,26 @@ class Registry:
         decider = self._decider(run, labels)
         self.bases[key] = base
         return Entry(name, run, info, labels, result, key, backend, decider)
+
+    def _load_onnx(self, name: str, folder: Path) -> Entry:
+        """An `intentlab export --onnx` folder on ONNX Runtime: int8 when it has one, else fp32."""
+        from intentlab.deploy.onnx import FP32, INT8
+        from intentlab.inference.onnx import OnnxBackend
+        from intentlab.models.classifier import load_tokenizer
+        from intentlab.models.io import read_model_info
+        from intentlab.runs import RESULT, load_result
+
+        candidates = [self.onnx_file] if self.onnx_file else [INT8, FP32]
+        path = next((folder / c for c in candidates if (folder / c).is_file()), None)
+        if path is None:
+            raise UserError(
+                f"{folder} has no {' or '.join(candidates)}. Export the run first: "
+                f"intentlab export RUN --out {folder} --merge --onnx [--quantize int8]."
+            )
+        info, labels = read_model_info(folder)
+        backend = OnnxBackend(path, load_tokenizer(str(folder)), int(info.get("max_length", 128)))
+        result = load_result(folder) if (folder / RESULT).is_file() else None
+        return Entry(name, folder, info, labels, result, None, backend, self._decider(folder, labels))
 
     @staticmethod
     def _decider(run: Path, labels: list[str]) -> Decider:
