@@ -108,3 +108,23 @@ def test_out_of_scope_queries_show_none_of_the_intents(
             assert "below the threshold" in page.locator("#none span").inner_text()
             assert page.locator("#results.candidates .row").count() >= 1  # the closest candidates beneath
             browser.close()
+
+
+def test_api_docs_render_offline(server: str) -> None:
+    """/docs is Swagger UI from local files: it renders with no network at all."""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page()
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(f"{server}/docs")
+        page.wait_for_selector(".swagger-ui .opblock", timeout=20000)
+        assert page.locator(".opblock-summary-path", has_text="/v1/predict").count() >= 1
+        assert all(u.startswith(server) for u in requested), [
+            u for u in requested if not u.startswith(server)
+        ]
+        browser.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_rows, write_csv
+from conftest import make_rows, tiny_args, write_csv
 from intentlab.cli import main
 
 
@@ -194,3 +194,38 @@ def test_corrupted_weights_fail_cleanly(
     (out / "model" / "intentlab.json").write_text("{not json")
     code, err = run_cli(["predict", str(out), "hello"], capsys)
     assert_clean_error(code, err, "corrupt")
+
+
+def test_version_and_help_show_what_a_run_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    from intentlab import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"intentlab {__version__}"
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "LoRA/DoRA rank [default: 8; configs/<method>.yaml: lora 16" in text
+
+
+@pytest.mark.parametrize(
+    ("blocked", "argv", "extra"),
+    [
+        ("fastapi", ["serve", "somewhere"], "intentlab[serve]"),
+        ("onnxruntime", ["export", "RUN", "--out", "X", "--merge", "--onnx"], "intentlab[onnx]"),
+        ("optuna", ["sweep", "--method", "lora", "--trials", "1", "--out", "X"], "intentlab[sweep]"),
+    ],
+)
+def test_a_missing_extra_is_one_line_with_its_pip_command(
+    blocked: str, argv: list[str], extra: str, tmp_path: Path, tiny_model: str, toy_data: str
+) -> None:
+    if argv[0] == "export":
+        run = tmp_path / "run"
+        assert (
+            main(["train", "--method", "full", "--out", str(run), *tiny_args(tiny_model, toy_data, 1)]) == 0
+        )
+        argv = ["export", str(run), "--out", str(tmp_path / "x"), "--merge", "--onnx"]
+    code = f"import sys\nsys.modules[{blocked!r}] = None\nfrom intentlab.cli import main\nsys.exit(main({argv!r}))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 2, proc.stderr[-600:]
+    assert extra in proc.stderr and "Traceback" not in proc.stderr

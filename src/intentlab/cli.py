@@ -58,15 +58,35 @@ class Parser(argparse.ArgumentParser):
         return actions
 
 
+def shipped_values() -> dict[str, dict[str, object]]:
+    """{field: {method: value}} for every field a method's shipped config sets differently from the
+    dataclass default, so --help can say what a run of each method really uses."""
+    out: dict[str, dict[str, object]] = {}
+    for method in C.METHODS:
+        for key, value in C.read_yaml(C.shipped_config_path(method)).items():
+            name = str(key).replace("-", "_")
+            if name in C.FIELDS and name != "method":
+                default = (
+                    C.FIELDS[name].default if C.FIELDS[name].default is not C.dataclasses.MISSING else None
+                )
+                if C.coerce(name, value) != default:
+                    out.setdefault(name, {})[method] = value
+    return out
+
+
 def add_config_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    """One flag per Config field; values stay strings here and are typed/validated by config.merge."""
+    """One flag per Config field; values stay strings here and are typed/validated by config.merge.
+    The help shows the dataclass default and, where they differ, the methods' shipped values."""
+    shipped = shipped_values()
     for name, f in C.FIELDS.items():
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
         kind = C.field_kind(name)
         default = f.default if f.default is not C.dataclasses.MISSING else f.default_factory()
-        help_ = f"{f.metadata['help']} [default: {default}]"
+        per = shipped.get(name)
+        note = f"; configs/<method>.yaml: {', '.join(f'{m} {v}' for m, v in per.items())}" if per else ""
+        help_ = f"{f.metadata['help']} [default: {default}{note}]".replace("%", "%%")
         if kind is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
@@ -323,7 +343,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> Parser:
+    from intentlab import __version__
+
     parser = Parser(prog="intentlab", description="Train, compare and serve intent classifiers.")
+    parser.add_argument("--version", action="version", version=f"intentlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train one run (full, lora, dora, ia3, head)")

@@ -129,7 +129,10 @@ def create_app(
         yield
         await batcher.stop()
 
-    app = FastAPI(
+    from fastapi_offline import FastAPIOffline
+
+    # /docs and /redoc from the package's own Swagger UI and ReDoc files (FastAPI's load them from a CDN)
+    app = FastAPIOffline(
         title="intentlab",
         version="1",
         lifespan=lifespan,

@@ -32,7 +32,7 @@ class MLflowTracker(NullTracker):
         try:
             import mlflow
         except ImportError:
-            raise UserError("--track mlflow needs mlflow. Run: pip install mlflow.") from None
+            raise UserError("--track mlflow needs mlflow. Run: pip install 'intentlab[track]'.") from None
         self.mlflow = mlflow
         uri = uri or f"sqlite:///{Path('mlflow.db').resolve()}"
         mlflow.set_tracking_uri(uri)
@@ -70,7 +70,12 @@ class MLflowTracker(NullTracker):
 
 class TensorBoardTracker(NullTracker):
     def __init__(self, log_dir: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError(
+                "--track tensorboard needs tensorboard. Run: pip install 'intentlab[track]'."
+            ) from None
 
         self.writer = SummaryWriter(str(log_dir))
 
