@@ -248,7 +248,10 @@ def test_the_out_of_scope_section_compares_methods(tmp_path: Path, tiny_model: s
         "The best out-of-scope detector was" in md
         and "On out-of-scope detection LoRA against full fine-tuning" in md
     )
-    for chart in ("ood_roc", "ood_tradeoff", "reliability"):
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert '<table class="sortable">' in html and "most confident mistakes" in md
+    assert "Error analysis of the most accurate run" in md
+    for chart in ("ood_roc", "ood_tradeoff", "reliability", "confusion_matrix", "confidence"):
         assert len(png_colours(tmp_path / "out" / "charts" / f"{chart}.png")) > 20, chart
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["out_of_scope"]
     assert {r["scorer"] for r in summary["rows"]} == {"msp", "energy", "mahalanobis", "knn"}

@@ -190,21 +190,29 @@ class RunResult:
 
 
 def write_record(
-    out: Path, result: RunResult, labels: list[str], y_true: list[int], y_pred: list[int]
+    out: Path,
+    result: RunResult,
+    labels: list[str],
+    y_true: list[int],
+    y_pred: list[int],
+    confidence: list[float] | None = None,
+    texts: list[str] | None = None,
 ) -> None:
-    """Write a finished run's record: metrics.jsonl, test_predictions.json (in-scope test rows), then
-    result.json last (its presence marks the run complete). The training loop and the baseline both
-    end here."""
+    """Write a finished run's record: metrics.jsonl, test_predictions.json (in-scope test rows: ids,
+    top probability and text, for paired tests and the report's error analysis), then result.json last
+    (its presence marks the run complete). The training loop and the baseline both end here."""
     write_jsonl_atomic(out / METRICS, [asdict(r) for r in result.train.epochs])
     inscope = [i for i, y in enumerate(y_true) if y >= 0]  # closed-set pairs; out-of-scope rows: ood/
-    write_json_atomic(
-        out / PREDICTIONS,
-        {
-            "labels": list(labels),
-            "y_true": [y_true[i] for i in inscope],
-            "y_pred": [y_pred[i] for i in inscope],
-        },
-    )
+    preds: dict[str, Any] = {
+        "labels": list(labels),
+        "y_true": [y_true[i] for i in inscope],
+        "y_pred": [y_pred[i] for i in inscope],
+    }
+    if confidence is not None:
+        preds["confidence"] = [round(float(confidence[i]), 5) for i in inscope]
+    if texts is not None:
+        preds["texts"] = [texts[i] for i in inscope]
+    write_json_atomic(out / PREDICTIONS, preds)
     write_json_atomic(out / RESULT, result.to_dict())
 
 

@@ -6,6 +6,7 @@ writes one PNG. Methods keep the same colour in every chart.
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,60 @@ def confusions(
     """The most confused (true -> predicted) intent pairs of one run."""
     plt = _pyplot()
     pairs = Counter((t, p) for t, p in zip(y_true, y_pred, strict=True) if t != p).most_common(k)
-    fig, ax = plt.subplots(figsize=(8, 0.3 * max(len(pairs), 1) + 1.2), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(pairs), 1) + 1.6), constrained_layout=True)
     names = [f"{labels[t]} → {labels[p]}" for (t, p), _ in pairs][::-1]
     ax.barh(names, [n for _, n in pairs][::-1], color="#8172B3")
-    ax.set(xlabel="test examples", title=title)
+    ax.set(xlabel="test examples")
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)  # long run names: wrapped, not clipped
     ax.tick_params(axis="y", labelsize=8)
+    return _save(fig, out)
+
+
+def confusion_matrix(
+    labels: list[str], y_true: list[int], y_pred: list[int], title: str, out: Path, k: int = 10
+) -> Path:
+    """The full confusion matrix (rows: true intent, columns: predicted; log colour scale, counts of
+    correct texts left out so the errors show), with the k largest confusions annotated."""
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
+    n = len(labels)
+    m = sk_confusion(y_true, y_pred, labels=range(n)).astype(float)
+    np.fill_diagonal(m, np.nan)
+    size = min(4 + 0.16 * n, 18)
+    fig, ax = plt.subplots(figsize=(size, size), constrained_layout=True)
+    shown = np.where(m > 0, m, np.nan)
+    im = ax.imshow(
+        shown,
+        cmap="Reds",
+        norm=LogNorm(vmin=1, vmax=max(np.nanmax(shown) if np.isfinite(shown).any() else 1, 2)),
+    )
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=max(3.5, 9 - n / 12))
+    ax.set_yticks(range(n), labels, fontsize=max(3.5, 9 - n / 12))
+    ax.set(xlabel="predicted intent", ylabel="true intent")
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=10)
+    flat = np.nan_to_num(m, nan=0).ravel()
+    for idx in np.argsort(-flat)[:k]:
+        if flat[idx] > 0:
+            t, p = divmod(int(idx), n)
+            ax.annotate(f"{int(flat[idx])}", (p, t), ha="center", va="center", fontsize=7, color="black")
+    fig.colorbar(im, ax=ax, shrink=0.6, label="test texts (log scale; diagonal left out)")
+    return _save(fig, out)
+
+
+def confidence_histogram(confidence: list[float], correct: list[bool], title: str, out: Path) -> Path:
+    """Top-probability histograms of correct and wrong test predictions."""
+    plt = _pyplot()
+    conf, ok = np.asarray(confidence), np.asarray(correct, dtype=bool)
+    fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
+    bins = np.linspace(0, 1, 26)
+    ax.hist(conf[ok], bins=bins, alpha=0.7, color="#55A868", label=f"correct ({ok.sum()})")
+    ax.hist(conf[~ok], bins=bins, alpha=0.8, color="#C44E52", label=f"wrong ({(~ok).sum()})")
+    ax.set_yscale("log")
+    ax.set(xlabel="top probability", ylabel="test texts (log scale)")
+    ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=10)
+    ax.legend()
     return _save(fig, out)
 
 

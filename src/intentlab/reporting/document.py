@@ -21,6 +21,23 @@ pre{padding:.8em;overflow-x:auto}.finding{background:#eef5ee;border-left:4px sol
 """
 
 
+# Click a header of a table.sortable to sort by that column (numbers numerically), again to reverse.
+SORT_JS = """
+document.querySelectorAll("table.sortable th").forEach((th, col) => {
+  th.style.cursor = "pointer";
+  th.addEventListener("click", () => {
+    const body = th.closest("table").tBodies[0];
+    const dir = th.dataset.dir === "asc" ? -1 : 1;
+    th.dataset.dir = dir === 1 ? "asc" : "desc";
+    const key = (tr) => { const t = tr.cells[col].textContent.trim(); const n = parseFloat(t.replace(/,/g, ""));
+                          return isNaN(n) ? t.toLowerCase() : n; };
+    [...body.rows].sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * dir)
+      .forEach((tr) => body.appendChild(tr));
+  });
+});
+"""
+
+
 @dataclass
 class Doc:
     title: str
@@ -35,8 +52,11 @@ class Doc:
     def bullets(self, items: list[str], kind: str = "") -> None:
         self.blocks.append(("ul", (items, kind)))
 
-    def table(self, header: list[str], rows: list[list[str]], caption: str = "") -> None:
-        self.blocks.append(("table", (header, rows, caption)))
+    def table(
+        self, header: list[str], rows: list[list[str]], caption: str = "", sortable: bool = False
+    ) -> None:
+        """A table; `sortable` ones sort by a column when its header is clicked (in the HTML)."""
+        self.blocks.append(("table", (header, rows, caption, sortable)))
 
     def img(self, path: Path, alt: str) -> None:
         self.blocks.append(("img", (path, alt)))
@@ -60,7 +80,7 @@ class Doc:
                 items, _ = value  # type: ignore[misc]
                 out.append("".join(f"- {_md(i)}\n" for i in items))
             elif kind == "table":
-                header, rows, caption = value  # type: ignore[misc]
+                header, rows, caption, _ = value  # type: ignore[misc]
                 lines = [
                     "| " + " | ".join(map(_cell, header)) + " |",
                     "|" + "|".join("---" for _ in header) + "|",
@@ -91,11 +111,12 @@ class Doc:
                 lis = "".join(f'<li class="{cls}">{_inline(i)}</li>' for i in items)
                 out.append(f"<ul>{lis}</ul>")
             elif kind == "table":
-                header, rows, caption = value  # type: ignore[misc]
+                header, rows, caption, sortable = value  # type: ignore[misc]
                 cap = f"<caption>{e(caption)}</caption>" if caption else ""
                 head = "".join(f"<th>{_inline(h)}</th>" for h in header)
                 body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows)
-                out.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                cls = ' class="sortable"' if sortable else ""
+                out.append(f"<table{cls}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             elif kind == "img":
                 path, alt = value  # type: ignore[misc]
                 data = base64.b64encode(Path(path).read_bytes()).decode()
@@ -110,7 +131,7 @@ class Doc:
             return body
         return (
             f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(self.title)}</title>'
-            f"<style>{CSS}</style></head><body><h1>{e(self.title)}</h1>\n{body}\n</body></html>\n"
+            f"<style>{CSS}</style></head><body><h1>{e(self.title)}</h1>\n{body}\n<script>{SORT_JS}</script></body></html>\n"
         )
 
 

@@ -65,6 +65,7 @@ def _predictions(path: Path, result: RunResult) -> dict[str, Any] | None:
         and isinstance(y_pred, list)
         and len(y_true) == len(y_pred) == result.test.n
         and all(type(v) is int and 0 <= v < len(labels) for v in y_true + y_pred)
+        and all(len(preds.get(k, y_true)) == len(y_true) for k in ("confidence", "texts"))
     )
     if not ok:
         raise UserError(f"{file} does not match its run's record. Train the run again.")

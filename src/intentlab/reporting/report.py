@@ -48,6 +48,7 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     _summary_section(doc, summary, tests)
     ood_section.section(doc, groups, ood, figs)
     _charts_section(doc, groups, summary, figs)
+    _errors_section(doc, groups, figs)
     _dataset_section(doc, _dataset(runs), figs)
     _runs_section(doc, groups)
     if problems:
@@ -137,6 +138,57 @@ def _charts_section(
     _per_class_charts(doc, groups, figs)
 
 
+def _errors_section(doc: Doc, groups: dict[str, list[RunRecord]], figs: Path) -> None:
+    """Error analysis of the most accurate run: the full confusion matrix, per-intent scores,
+    confidence of right and wrong answers."""
+    best = max((r for g in groups.values() for r in g), key=lambda r: r.result.test.accuracy)
+    if not best.preds:
+        return
+    p, labels = best.preds, best.preds["labels"]
+    tag = f"{best.name}, seed {best.seed}"
+    doc.h(f"Error analysis of the most accurate run ({tag})")
+    matrix = charts.confusion_matrix(
+        labels, p["y_true"], p["y_pred"], f"Confusion matrix of {tag} (test)", figs / "confusion_matrix.png"
+    )
+    doc.img(matrix, "full confusion matrix")
+    per = best.result.test.per_class
+    if per:
+        rows = [
+            [
+                lab,
+                f"{100 * s['precision']:.1f}",
+                f"{100 * s['recall']:.1f}",
+                f"{100 * s['f1']:.1f}",
+                str(s["support"]),
+            ]
+            for lab, s in sorted(per.items(), key=lambda kv: kv[1]["f1"])
+        ]
+        doc.p("Per-intent scores on test, worst F1 first (click a column header in report.html to sort).")
+        doc.table(["intent", "precision (%)", "recall (%)", "F1 (%)", "support"], rows, sortable=True)
+    if "confidence" in p:
+        correct = [t == q for t, q in zip(p["y_true"], p["y_pred"], strict=True)]
+        title = f"Top probability of right and wrong answers ({tag})"
+        doc.img(
+            charts.confidence_histogram(p["confidence"], correct, title, figs / "confidence.png"),
+            "confidence",
+        )
+
+
+def _mistakes(r: RunRecord, k: int = 20) -> tuple[list[str], list[list[str]]] | None:
+    """A run's k most confident misclassified test texts."""
+    p = r.preds
+    if not p or "texts" not in p or "confidence" not in p:
+        return None
+    labels = p["labels"]
+    wrong = [i for i, (t, q) in enumerate(zip(p["y_true"], p["y_pred"], strict=True)) if t != q]
+    wrong.sort(key=lambda i: -p["confidence"][i])
+    rows = [
+        [p["texts"][i], labels[p["y_true"][i]], labels[p["y_pred"][i]], f"{p['confidence'][i]:.3f}"]
+        for i in wrong[:k]
+    ]
+    return ["text", "true intent", "predicted", "confidence"], rows
+
+
 def _runs_section(doc: Doc, groups: dict[str, list[RunRecord]]) -> None:
     doc.h("Per-run training tables")
     for name, g in groups.items():
@@ -147,6 +199,10 @@ def _runs_section(doc: Doc, groups: dict[str, list[RunRecord]]) -> None:
             inner.p(
                 f"Test: accuracy {t.accuracy:.4f}, macro-F1 {t.f1_macro:.4f}, weighted F1 {t.f1_weighted:.4f}."
             )
+            mistakes = _mistakes(r)
+            if mistakes and mistakes[1]:
+                inner.p(f"Its {len(mistakes[1])} most confident mistakes on test:")
+                inner.table(*mistakes)
             doc.details(f"{name} · seed {r.seed} · {r.path.name}", inner)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.folders import OutputDir, write_text_atomic
+from intentlab.inference.engine import softmax
 from intentlab.inference.metrics import metrics
 from intentlab.inference.ood_run import fit_run_ood, wants_ood
 from intentlab.models import tfidf
@@ -91,7 +92,10 @@ def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
         test=Scores(**test),
         meta=provenance(),
     )
-    write_record(out, result, ds.labels, ds.ids(ds.test), test_margins.argmax(1).tolist())
+    confidence = softmax(test_margins).max(axis=1).tolist()  # a softmax of SVM margins: ranks, not calibrated
+    write_record(
+        out, result, ds.labels, ds.ids(ds.test), test_margins.argmax(1).tolist(), confidence, ds.test.texts
+    )
     if wants_ood(cfg, ds):
         from intentlab.runs import load_result
 

@@ -28,7 +28,7 @@ from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.folders import FolderLock, OutputDir, recover_replaced, write_jsonl_atomic, write_text_atomic
 from intentlab.hardware import default_device_type, fast_bf16
-from intentlab.inference.engine import Placement, forward_batches
+from intentlab.inference.engine import Placement, forward_batches, softmax
 from intentlab.inference.metrics import metrics
 from intentlab.inference.ood_run import fit_run_ood, wants_ood
 from intentlab.models.classifier import load_trainable_state, quiet_transformers, trainable_state
@@ -449,7 +449,10 @@ def _finish(
         result.train.checkpoint_bytes = save_model(unwrapped, cfg, setup.tokenizer, ds.labels, out / "model")
         title = f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}"
         training_curves([asdict(r) for r in rows], out / "plots" / "training.png", title)
-        write_record(out, result, ds.labels, setup.y["test"], test_logits.argmax(1).tolist())
+        confidence = softmax(test_logits).max(axis=1).tolist()
+        write_record(
+            out, result, ds.labels, setup.y["test"], test_logits.argmax(1).tolist(), confidence, ds.test.texts
+        )
         setup.tracker.finish(result, out)
         ckpt.remove(out)
     accelerator.wait_for_everyone()
