@@ -1,7 +1,10 @@
-"""Shared helpers for the benchmarks: Banking77 location, subsets, medians, machine description.
+"""Shared helpers for the benchmarks: Banking77 location, subsets, medians, the machine and its kind,
+and `isolated()`, which runs each measured configuration in its own fresh process.
 
 Benchmarks are not tests: they print measurements and ratios against a baseline measured in the same
-run, so a noisy shared machine shifts both sides alike.
+run, so a noisy shared machine shifts both sides alike. Every configuration runs in its own process,
+so no global state (Accelerate's mixed precision, torch threads, allocator caches) leaks from one side
+into the other.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import platform
 import statistics
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,3 +77,40 @@ def machine() -> str:
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def isolated(fn: Any, *args: Any) -> Any:
+    """`fn(*args)` in a freshly spawned Python process; returns its (picklable) result."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def machine_kind() -> str:
+    """'fast bf16 (avx512_bf16)' / '(amx_bf16)' where bf16 matmuls beat fp32, else 'no fast bf16 (AVX2)'."""
+    from intentlab.hardware import FAST_BF16_CPU_FLAGS, cpu_flags
+
+    fast = [f for f in FAST_BF16_CPU_FLAGS if f in cpu_flags()]
+    return f"fast bf16 ({', '.join(fast)})" if fast else "no fast bf16 (AVX2: bf16 is emulated)"
+
+
+def train_epoch_stats(method: str, overrides: dict[str, Any], out: str) -> dict[str, Any]:
+    """Train one run (in whatever process calls this) and return its first epoch's numbers."""
+    from intentlab.config import resolve
+    from intentlab.models.classifier import quiet_transformers
+    from intentlab.training.loop import train
+
+    quiet_transformers()
+    res = train(resolve(method, None, overrides), out, progress=False)
+    row = res.train.epochs[0]
+    return {
+        "train_examples_per_second": row.train_examples_per_second,
+        "epoch_seconds": row.epoch_seconds,
+        "padding_fraction": row.padding_fraction,
+        "tokens": res.train.train_tokens_per_epoch,
+        "bf16": bool(res.run.config["bf16"]),
+        "val_accuracy": row.val_accuracy,
+        "test_accuracy": res.test.accuracy,
+        "train_seconds": res.train.train_seconds,
+    }

@@ -65,7 +65,8 @@ def main() -> None:
     from intentlab.config import resolve
     from intentlab.hardware import default_device_type, fast_bf16
     from intentlab.models.classifier import quiet_transformers
-    from intentlab.training.loop import Setup, make_accelerator, train_step
+    from intentlab.training.loop import train_step
+    from intentlab.training.setup import Setup, make_accelerator
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="full")

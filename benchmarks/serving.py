@@ -1,13 +1,16 @@
-"""Serving: latency and throughput under concurrent clients on loopback, and the memory of N adapters on
-one base against N separate full models.
+"""Serving backends side by side: torch fp32, ONNX Runtime fp32 and ONNX Runtime int8, in one run.
 
-    python benchmarks/serving.py --lora RUN --full RUN [--clients 8] [--requests 2000]
+    python benchmarks/serving.py --run RUN [--clients 8] [--requests 2000] [--memory --lora RUN --full RUN]
 
-Load: `intentlab serve` runs in its own process; an asyncio + httpx load generator keeps `--clients`
-requests in flight until `--requests` have been answered (one Banking77 test text each). Reported: errors,
-p50/p99 latency, requests/s, and the server's resident memory before and after (stable memory).
-Memory: for N = 1, 4, 16, a fresh process loads N copies of the LoRA run as named adapters on one shared
-base, or N copies of the full run as separate models; its resident memory is reported.
+The run is exported once (`intentlab export --merge --onnx --quantize int8`); then, for each backend,
+in its own process:
+- batched: texts/s of the backend alone on 1,024 Banking77 test texts (inference batches of 256);
+- agreement: top-1 agreement with torch fp32 on the same texts;
+- latency: p50/p99 of 200 one-text requests sent one after another to `intentlab serve`;
+- load: requests/s and p50/p99 with `--clients` concurrent one-text clients until `--requests` are
+  answered (server in its own process, load generator in this one, both on loopback).
+The ratios are against the torch fp32 server measured in the same run.
+`--memory` also reports the resident memory of N LoRA adapters on one base against N full models.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from common import banking77_dir, machine, table
+from common import banking77_dir, isolated, machine, machine_kind, table
 
 LOAD_N = """
 import json, resource, sys
@@ -39,13 +43,36 @@ for i, run in enumerate(sys.argv[1:]):
     reg.predict(f"m{i}", ["warm up"], 1)
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "bases": len(reg.bases)}))
 """
+BACKENDS = {  # name: (serve flags, folder: run or export)
+    "torch fp32": (["--no-bf16"], "run"),
+    "onnxruntime fp32": (["--backend", "onnxruntime", "--onnx-file", "model.onnx"], "export"),
+    "onnxruntime int8": (["--backend", "onnxruntime", "--onnx-file", "model.int8.onnx"], "export"),
+}
+
+
+def batched(name: str, folder: str, texts: list[str]) -> dict[str, Any]:
+    """Texts/s of one backend alone, and its top-1 predictions (run in a fresh process)."""
+    from intentlab.serving.registry import Registry
+
+    flags = BACKENDS[name][0]
+    reg = Registry(
+        bf16=False,
+        backend="onnxruntime" if "--backend" in flags else "torch",
+        onnx_file=flags[-1] if "--onnx-file" in flags else None,
+    )
+    reg.load("m", folder)
+    reg.predict("m", texts[:64], 1)  # warm-up
+    t0 = time.perf_counter()
+    out = reg.entries["m"].backend.run(texts)
+    seconds = time.perf_counter() - t0
+    return {"texts_per_s": len(texts) / seconds, "top1": out.logits.argmax(1).tolist()}
 
 
 def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-async def load(url: str, texts: list[str], clients: int, requests: int) -> tuple[list[float], int]:
+async def load(url: str, texts: list[str], clients: int, requests: int) -> tuple[list[float], int, float]:
     import httpx
 
     lat: list[float] = []
@@ -60,70 +87,57 @@ async def load(url: str, texts: list[str], clients: int, requests: int) -> tuple
             lat.append(time.perf_counter() - t0)
             errors += r.status_code != 200
 
+    t0 = time.perf_counter()
     async with httpx.AsyncClient(timeout=60) as c:
         await asyncio.gather(*(client(c) for _ in range(clients)))
-    return lat, errors
+    return lat, errors, time.perf_counter() - t0
 
 
-def main() -> None:
-    from intentlab.data import load_dataset
+def served(folder: str, flags: list[str], texts: list[str], clients: int, requests: int) -> dict[str, float]:
+    """Start `intentlab serve` in its own process; single-request latency, then the concurrent load."""
+    import httpx
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lora", required=True, help="a LoRA run folder")
-    ap.add_argument("--full", required=True, help="a full fine-tuning run folder")
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--requests", type=int, default=2000)
-    args = ap.parse_args()
-    print(f"machine: {machine()}")
-    texts = load_dataset("banking77", str(banking77_dir())).test.texts
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "intentlab", "serve", args.lora, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        [sys.executable, "-m", "intentlab", "serve", folder, "--port", str(port), *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        import httpx
-
-        for _ in range(300):
+        for _ in range(600):
             try:
                 if httpx.get(f"{url}/healthz").status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.2)
-        asyncio.run(load(url, texts, args.clients, 100))  # warm-up
+                time.sleep(0.1)
+        asyncio.run(load(url, texts, clients, 100))  # warm-up
+        single, _, _ = asyncio.run(load(url, texts, 1, 200))
         before = rss_mb(server.pid)
-        t0 = time.perf_counter()
-        lat, errors = asyncio.run(load(url, texts, args.clients, args.requests))
-        wall = time.perf_counter() - t0
+        lat, errors, wall = asyncio.run(load(url, texts, clients, requests))
         after = rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(10)
-    print(f"\nload: {args.requests} requests, {args.clients} concurrent clients, 1 text each, loopback")
-    print(
-        table(
-            ["errors", "p50 (ms)", "p99 (ms)", "requests/s", "server RSS before → after (MB)"],
-            [
-                [
-                    str(errors),
-                    f"{np.percentile(lat, 50) * 1000:.1f}",
-                    f"{np.percentile(lat, 99) * 1000:.1f}",
-                    f"{len(lat) / wall:.0f}",
-                    f"{before:.0f} → {after:.0f}",
-                ]
-            ],
-        )
-    )
+    return {
+        "single_p50": float(np.percentile(single, 50)) * 1000,
+        "single_p99": float(np.percentile(single, 99)) * 1000,
+        "load_p50": float(np.percentile(lat, 50)) * 1000,
+        "load_p99": float(np.percentile(lat, 99)) * 1000,
+        "rps": len(lat) / wall,
+        "errors": errors,
+        "rss": f"{before:.0f} → {after:.0f}",
+    }
+
+
+def memory(lora: str, full: str) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for n in (1, 4, 16):
             measured = {}
-            for kind, src in (("adapters", args.lora), ("full", args.full)):
+            for kind, src in (("adapters", lora), ("full", full)):
                 copies = []
                 for i in range(n):
                     dst = Path(d) / f"{kind}-{i}"
@@ -140,6 +154,86 @@ def main() -> None:
             )
     print("\nserving memory: peak RSS of a process holding N models")
     print(table(["N", "N LoRA adapters on one base (MB)", "N full models (MB)", "full / adapters"], rows))
+
+
+def main() -> None:
+    from intentlab.data import load_dataset
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", required=True, help="a run folder (LoRA or full) to serve and export")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--memory", action="store_true", help="also measure N adapters against N full models")
+    ap.add_argument("--lora", help="with --memory: a LoRA run")
+    ap.add_argument("--full", help="with --memory: a full fine-tuning run")
+    args = ap.parse_args()
+    print(f"machine: {machine()}\nmachine kind: {machine_kind()}")
+    texts = load_dataset("banking77", str(banking77_dir())).test.texts
+    with tempfile.TemporaryDirectory() as d:
+        export = Path(d) / "export"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "intentlab",
+                "export",
+                args.run,
+                "--out",
+                str(export),
+                "--merge",
+                "--onnx",
+                "--quantize",
+                "int8",
+            ],
+            check=True,
+        )
+        folders = {"run": args.run, "export": str(export)}
+        results = {}
+        for name, (flags, where) in BACKENDS.items():
+            b = isolated(batched, name, folders[where], texts[:1024])
+            results[name] = {**b, **served(folders[where], flags, texts, args.clients, args.requests)}
+            r = results[name]
+            print(
+                f"{name}: {r['texts_per_s']:.0f} texts/s batched, {r['rps']:.0f} requests/s with {args.clients} "
+                f"clients (p99 {r['load_p99']:.0f} ms), single p50 {r['single_p50']:.1f} ms",
+                flush=True,
+            )
+    ref = results["torch fp32"]
+    rows = [
+        [
+            name,
+            f"{100 * np.mean(np.asarray(r['top1']) == np.asarray(ref['top1'])):.2f}",
+            f"{r['texts_per_s']:.0f}",
+            f"{r['single_p50']:.1f} / {r['single_p99']:.1f}",
+            f"{r['rps']:.0f}",
+            f"{r['load_p50']:.1f} / {r['load_p99']:.1f}",
+            f"**{r['rps'] / ref['rps']:.2f}×**",
+            str(r["errors"]),
+            r["rss"],
+        ]
+        for name, r in results.items()
+    ]
+    print(
+        f"\n{args.clients} concurrent one-text clients, {args.requests} requests; single: 200 sequential requests"
+    )
+    print(
+        table(
+            [
+                "backend",
+                "top-1 agreement with torch fp32 (%)",
+                "batched texts/s",
+                "single p50 / p99 (ms)",
+                "requests/s",
+                "load p50 / p99 (ms)",
+                "requests/s vs torch fp32",
+                "errors",
+                "server RSS (MB)",
+            ],
+            rows,
+        )
+    )
+    if args.memory and args.lora and args.full:
+        memory(args.lora, args.full)
 
 
 if __name__ == "__main__":

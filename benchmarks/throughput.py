@@ -15,48 +15,54 @@ import tempfile
 from pathlib import Path
 
 import hf_reference as hf
-from common import machine, median, subset, table
+from common import isolated, machine, machine_kind, median, subset, table, train_epoch_stats
 
 
-def main() -> None:
+def trainer_examples_per_second(method: str, data: str, out: str, seed: int) -> float:
+    """One epoch of the Trainer + PEFT reference (in whatever process calls this)."""
     from transformers import AutoTokenizer
 
     from intentlab.config import resolve
     from intentlab.models.classifier import quiet_transformers, resolve_model_path
-    from intentlab.training.loop import train
 
+    quiet_transformers()
+    cfg = resolve(method, None, {"data": data, "epochs": 1, "seed": seed})
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
+    labels = hf.labels_of(Path(data) / "train.csv")
+    train_rows = hf.load_split(Path(data) / "train.csv", tok, {lab: i for i, lab in enumerate(labels)})
+    _, metrics = hf.timed_train(hf.trainer(method, train_rows, None, len(labels), cfg, Path(out), 1))
+    return float(metrics["train_samples_per_second"])
+
+
+def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=1024)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--methods", default="full,lora")
     args = ap.parse_args()
-    quiet_transformers()
     print(f"machine: {machine()}")
+    print(f"machine kind: {machine_kind()} (intentlab picks bf16 where it is fast; the Trainer runs fp32)")
     rows = []
     with tempfile.TemporaryDirectory() as d:
         data = subset(args.examples, Path(d) / "data")
         for method in args.methods.split(","):
-            cfg = resolve(method, None, {"data": str(data), "epochs": 1})
-            tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
-            labels = hf.labels_of(data / "train.csv")
-            train_rows = hf.load_split(data / "train.csv", tok, {lab: i for i, lab in enumerate(labels)})
             ours, theirs = [], []
-            for rep in range(args.reps):
-                res = train(cfg.replace(seed=rep), Path(d) / f"{method}-{rep}", progress=False)
-                ours.append(res["train"]["epochs"][0]["train_examples_per_second"])
-                t = hf.trainer(
-                    method,
-                    train_rows,
-                    None,
-                    len(labels),
-                    cfg.replace(seed=rep),
-                    Path(d) / f"hf-{method}-{rep}",
-                    1,
+            for rep in range(args.reps):  # each side of each rep in its own fresh process
+                overrides = {"data": str(data), "epochs": 1, "seed": rep}
+                row = isolated(train_epoch_stats, method, overrides, str(Path(d) / f"{method}-{rep}"))
+                ours.append(row["train_examples_per_second"])
+                theirs.append(
+                    isolated(
+                        trainer_examples_per_second,
+                        method,
+                        str(data),
+                        str(Path(d) / f"hf-{method}-{rep}"),
+                        rep,
+                    )
                 )
-                _, metrics = hf.timed_train(t)
-                theirs.append(metrics["train_samples_per_second"])
                 print(
-                    f"{method} rep {rep}: intentlab {ours[-1]:.1f} ex/s, Trainer {theirs[-1]:.1f} ex/s",
+                    f"{method} rep {rep}: intentlab {ours[-1]:.1f} ex/s ({'bf16' if row['bf16'] else 'fp32'}), "
+                    f"Trainer {theirs[-1]:.1f} ex/s",
                     flush=True,
                 )
             rows.append(

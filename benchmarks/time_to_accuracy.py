@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import hf_reference as hf
-from common import banking77_dir, machine, table
+from common import banking77_dir, isolated, machine, machine_kind, table
 
 
 def encode(tok: Any, split: Any, label2id: dict[str, int]) -> list[dict[str, Any]]:
@@ -55,60 +55,73 @@ def stop_at(floor: float, reached: dict[str, Any]) -> Any:
     return StopAtFloor()
 
 
-def main() -> None:
-    import numpy as np
+def ours_time_to(method: str, floor: float, max_epochs: int, out: str) -> tuple[Any, float, float]:
+    """(epoch, seconds, validation accuracy) when intentlab's run first reaches `floor` (or its end)."""
+    from intentlab.config import resolve
+    from intentlab.models.classifier import quiet_transformers
+    from intentlab.training.loop import train
+
+    quiet_transformers()
+    cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": max_epochs})
+    reached: dict[str, Any] = {}
+
+    def stop_at_floor(row: Any) -> bool:
+        if row.val_accuracy >= floor and "ours" not in reached:
+            reached["ours"] = (row.epoch, row.elapsed_seconds, row.val_accuracy)
+        return "ours" in reached
+
+    res = train(cfg, out, progress=False, on_epoch=stop_at_floor)
+    return reached.get("ours") or (None, res.train.train_seconds, res.train.best_val_accuracy)
+
+
+def theirs_time_to(method: str, floor: float, max_epochs: int, out: str) -> tuple[Any, float, float]:
+    """The same for the Trainer + PEFT reference."""
     from transformers import AutoTokenizer
 
     from intentlab.config import resolve
     from intentlab.data import load_dataset
-    from intentlab.inference.metrics import metrics
     from intentlab.models.classifier import quiet_transformers, resolve_model_path
-    from intentlab.training.baseline import make_pipeline
-    from intentlab.training.loop import train
+
+    quiet_transformers()
+    cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": max_epochs})
+    ds = load_dataset("banking77", str(banking77_dir()))
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
+    reached: dict[str, Any] = {}
+    t = hf.trainer(
+        method,
+        encode(tok, ds.train, ds.label2id),
+        encode(tok, ds.validation, ds.label2id),
+        len(ds.labels),
+        cfg,
+        Path(out),
+        max_epochs,
+        callbacks=[stop_at(floor, reached)],
+    )
+    t.train()
+    return reached.get("theirs") or (None, *reached["theirs_last"][1:])
+
+
+def main() -> None:
+    from intentlab.data import load_dataset
+    from intentlab.inference.metrics import metrics
+    from intentlab.models import tfidf
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="lora,full")
     ap.add_argument("--max-epochs", type=int, default=5)
     args = ap.parse_args()
-    quiet_transformers()
     print(f"machine: {machine()}")
+    print(f"machine kind: {machine_kind()} (intentlab picks bf16 where it is fast; the Trainer runs fp32)")
     ds = load_dataset("banking77", str(banking77_dir()))
-    pipe = make_pipeline().fit(ds.train.texts, ds.ids(ds.train))
-    floor = metrics(ds.ids(ds.validation), np.asarray(pipe.decision_function(ds.validation.texts)))[
-        "accuracy"
-    ]
+    pipe = tfidf.make_pipeline().fit(ds.train.texts, ds.ids(ds.train))
+    floor = metrics(ds.ids(ds.validation), tfidf.margins(pipe, ds.validation.texts))["accuracy"]
     print(f"TF-IDF baseline validation accuracy: {floor:.4f} (the target)")
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        for method in args.methods.split(","):
-            cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": args.max_epochs})
-            reached: dict[str, Any] = {}
-
-            def stop_at_floor(row: dict[str, Any], reached: dict[str, Any] = reached) -> bool:
-                if row["val_accuracy"] >= floor and "ours" not in reached:
-                    reached["ours"] = (row["epoch"], row["elapsed_seconds"], row["val_accuracy"])
-                return "ours" in reached
-
-            res = train(cfg, Path(d) / method, progress=False, on_epoch=stop_at_floor)
-            ours = reached.get("ours") or (
-                None,
-                res["train"]["train_seconds"],
-                res["train"]["best_val_accuracy"],
-            )
+        for method in args.methods.split(","):  # each side in its own fresh process
+            ours = isolated(ours_time_to, method, floor, args.max_epochs, str(Path(d) / method))
             print(f"{method}: intentlab: {describe(ours, args.max_epochs)}", flush=True)
-            tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
-            t = hf.trainer(
-                method,
-                encode(tok, ds.train, ds.label2id),
-                encode(tok, ds.validation, ds.label2id),
-                len(ds.labels),
-                cfg,
-                Path(d) / f"hf-{method}",
-                args.max_epochs,
-                callbacks=[stop_at(floor, reached)],
-            )
-            t.train()
-            theirs = reached.get("theirs") or (None, *reached["theirs_last"][1:])
+            theirs = isolated(theirs_time_to, method, floor, args.max_epochs, str(Path(d) / f"hf-{method}"))
             print(f"{method}: Trainer: {describe(theirs, args.max_epochs)}", flush=True)
             ratio = f"**{theirs[1] / ours[1]:.2f}×**" if ours[0] and theirs[0] else "–"
             rows.append([method, describe(ours, args.max_epochs), describe(theirs, args.max_epochs), ratio])
