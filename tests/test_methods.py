@@ -78,3 +78,54 @@ def test_mean_pooling_ignores_padding(tiny_model: str, method: str) -> None:
     a = model(input_ids=ids, attention_mask=torch.ones_like(ids))
     b = model(input_ids=padded, attention_mask=(padded != 0).long())
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_only_fixed_features_are_cached() -> None:
+    from intentlab.models.classifier import features_are_fixed
+
+    assert features_are_fixed(Config(method="head", encoder_dropout=0.0))
+    assert not features_are_fixed(Config(method="head", encoder_dropout=0.1))  # dropout inside the encoder
+    assert not features_are_fixed(
+        Config(method="head", encoder_dropout=0.0, pooling="cls", train_pooler=True)
+    )
+    assert features_are_fixed(Config(method="head", encoder_dropout=0.0, pooling="cls", train_pooler=False))
+    assert not features_are_fixed(Config(method="lora", encoder_dropout=0.0))
+
+
+def test_a_head_run_trains_on_features_computed_once(
+    tmp_path: object, tiny_model: str, toy_data: str
+) -> None:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from conftest import tiny_args
+    from intentlab.cli import main
+    from intentlab.data import dataset_for
+    from intentlab.inference.predictor import Predictor
+    from intentlab.runs import read_config
+
+    calls = {"n": 0}
+    from intentlab.models import classifier
+
+    real = classifier.IntentClassifier.features
+
+    def counting(self: object, *a: object, **k: object) -> torch.Tensor:
+        calls["n"] += 1
+        return real(self, *a, **k)
+
+    classifier.IntentClassifier.features = counting  # type: ignore[method-assign]
+    try:
+        out = Path(str(tmp_path)) / "head"
+        assert (
+            main(["train", "--method", "head", "--out", str(out), *tiny_args(tiny_model, toy_data, 4)]) == 0
+        )
+    finally:
+        classifier.IntentClassifier.features = real  # type: ignore[method-assign]
+    # one encoder pass per inference batch of each split, not one per training step of every epoch
+    assert calls["n"] <= 6, calls
+    recorded = json.loads((out / "test_predictions.json").read_text())["y_pred"]
+    ds = dataset_for(read_config(out))
+    reloaded = Predictor.from_run(out).logits(ds.test.texts).argmax(1)
+    assert np.array_equal(reloaded, recorded)  # the saved full model is the one that was trained

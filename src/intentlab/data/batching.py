@@ -72,6 +72,28 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+class FeatureCollator:
+    """Batches of precomputed feature rows (a frozen encoder's pooled outputs), split over processes
+    like `Collator` splits token batches."""
+
+    def __init__(self, features: Any, labels: Sequence[int], rank: int = 0, world: int = 1) -> None:
+        self.features = features
+        self.labels = labels
+        self.rank = rank
+        self.world = world
+
+    def __call__(self, indices: list[int]) -> dict[str, Any]:
+        import torch
+
+        n_global = len(indices)
+        mine = indices[self.rank :: self.world]
+        return {
+            "features": self.features[mine],
+            "labels": torch.tensor([self.labels[i] for i in mine], dtype=torch.long),
+            "loss_scale": torch.tensor(self.world / n_global),
+        }
+
+
 class Collator:
     """Pads a batch of token-id lists to its longest member; adds labels when given.
 

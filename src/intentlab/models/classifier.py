@@ -153,6 +153,43 @@ class IntentClassifier(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
+class HeadOnly(nn.Module):
+    """The trainable part of a frozen-encoder classifier, trained on cached pooled features: the
+    encoder's output cannot change, so it is computed once instead of every epoch. Shares its
+    classifier and dropout with the full model, which is what gets saved."""
+
+    def __init__(self, full: IntentClassifier) -> None:
+        super().__init__()
+        self.config = full.config
+        self.classifier = full.classifier
+        self.dropout = full.dropout
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(features))
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        loss_scale: torch.Tensor | float = 1.0,
+        **_: Any,
+    ) -> SequenceClassifierOutput:
+        logits = self.classify(features)
+        loss = (
+            None if labels is None else F.cross_entropy(logits.float(), labels, reduction="sum") * loss_scale
+        )
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def features_are_fixed(cfg: Config) -> bool:
+    """True when only the head trains and nothing before it is random or trained: the frozen encoder
+    without dropout, pooled by the mean or by a frozen pooler. Such runs train on cached features."""
+    from intentlab.models.methods import HEAD_ONLY
+
+    frozen_pooler = cfg.pooling == "mean" or not cfg.train_pooler
+    return get(cfg.method).storage == HEAD_ONLY and cfg.encoder_dropout == 0.0 and frozen_pooler
+
+
 def head_modules(cfg: Config) -> list[str]:
     """Modules trained (and saved) besides the adapter: the classifier, plus the pooler if asked."""
     return ["classifier", "pooler"] if cfg.pooling == "cls" and cfg.train_pooler else ["classifier"]

@@ -174,6 +174,13 @@ def _evaluate(accelerator: Any, setup: Setup, split: str) -> np.ndarray:
 
     ids, cfg = setup.tokens[split], setup.cfg
     model = accelerator.unwrap_model(setup.model)
+    if setup.cached is not None:  # a frozen encoder: its features were computed once
+        with torch.inference_mode():
+            was = model.training
+            model.eval()
+            logits = torch.cat([model.classify(f) for f in setup.cached[split].split(cfg.eval_batch_size)])
+            model.train(was)
+        return logits.float().cpu().numpy()
     # validation runs where training runs, so the training machine's precision is the right one here
     placement = Placement(accelerator.device, bool(cfg.bf16))
     if accelerator.num_processes == 1:
@@ -207,7 +214,7 @@ def train_step(
         setup.method.on_step(accelerator.unwrap_model(setup.model), global_step)
     setup.optimizer.zero_grad(set_to_none=True)
     ce = F.cross_entropy(out.logits.detach().float(), batch["labels"], reduction="sum")
-    return ce, batch["labels"].shape[0], batch["input_ids"].numel()
+    return ce, batch["labels"].shape[0], batch["input_ids"].numel() if "input_ids" in batch else 0
 
 
 @dataclass
@@ -353,7 +360,9 @@ def _validate(
         lr=setup.scheduler.get_last_lr()[0],
         eval_seconds=time.perf_counter() - t0,
         elapsed_seconds=time.perf_counter() - fit_start,
-        padding_fraction=1 - real_tokens / max(state.padded * accelerator.num_processes, 1),
+        padding_fraction=1 - real_tokens / (state.padded * accelerator.num_processes)
+        if state.padded
+        else None,
         peak_memory_mb=peak_memory_mb(accelerator.device)[0],
     )
 
@@ -409,6 +418,8 @@ def _finish(
     unwrapped = accelerator.unwrap_model(setup.model)
     if state.best_epoch != rows[-1].epoch and best_state is not None:
         load_trainable_state(unwrapped, best_state)  # early stopping: the best epoch's weights
+    if setup.cached is not None:
+        unwrapped = setup.full_model  # the head trained on cached features is part of it
     test_logits = _evaluate(accelerator, setup, "test")
     peak, memory_kind = peak_memory_mb(accelerator.device)
     dataset = {

@@ -18,8 +18,10 @@ from intentlab.data import batching as B
 from intentlab.errors import UserError
 from intentlab.inference.engine import pad_id
 from intentlab.models.classifier import (
+    HeadOnly,
     build_model,
     count_params,
+    features_are_fixed,
     head_modules,
     load_tokenizer,
     position_limit,
@@ -104,15 +106,24 @@ class Setup:
         set_seed(cfg.seed)
         model = build_model(cfg, len(self.ds.labels), total_steps=steps)
         self.trainable, self.total = count_params(model)
+        self.full_model = model  # what is saved; the trained module differs when features are cached
+        self.cached: dict[str, torch.Tensor] | None = None
         # Every process walks the same global batches and keeps its own share (see Collator), so a run on
         # N processes sees exactly the batches of a 1-process run with the same global batch size.
-        self.collate = B.Collator(
-            self.tokens["train"],
-            self.y["train"],
-            self.pad_id,
-            accelerator.process_index,
-            accelerator.num_processes,
-        )
+        if features_are_fixed(cfg):
+            self.cached = self._encode_once(model, accelerator)
+            model = HeadOnly(model)
+            self.collate: Any = B.FeatureCollator(
+                self.cached["train"], self.y["train"], accelerator.process_index, accelerator.num_processes
+            )
+        else:
+            self.collate = B.Collator(
+                self.tokens["train"],
+                self.y["train"],
+                self.pad_id,
+                accelerator.process_index,
+                accelerator.num_processes,
+            )
         optimizer = make_optimizer(model, cfg)
         from transformers import get_linear_schedule_with_warmup
 
@@ -120,6 +131,20 @@ class Setup:
         if cfg.compile:
             model = torch.compile(model, dynamic=True)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    def _encode_once(self, model: torch.nn.Module, accelerator: Any) -> dict[str, torch.Tensor]:
+        """Pooled features of every split through the frozen encoder (the one inference path)."""
+        from intentlab.inference.engine import Placement, forward_batches
+
+        placement = Placement(accelerator.device, bool(self.cfg.bf16))
+        model.to(accelerator.device)
+        out = {}
+        for split, ids in self.tokens.items():
+            feats = forward_batches(
+                model, ids, self.pad_id, placement, self.cfg.eval_batch_size, features=True
+            ).features
+            out[split] = torch.from_numpy(feats).to(accelerator.device)
+        return out
 
 
 def make_accelerator(cfg: Config) -> Any:
