@@ -186,7 +186,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", "name")}
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    cells = plan_cells(methods, args.seeds, flags, args.plan)
+    cells = plan_cells(methods, args.seeds, flags, args.plan, args.train_sizes)
     run_compare(args.out, cells, report=not args.no_report)
     return 0
 
@@ -392,6 +392,10 @@ def build_parser() -> Parser:
     p.add_argument("--seeds", type=int, help="seeds per method (overrides the plan) [default: 1]")
     p.add_argument("--plan", help="YAML plan: methods, seeds, common settings and per-method overrides")
     p.add_argument("--no-report", action="store_true", help="skip writing OUT/report at the end")
+    p.add_argument(
+        "--train-sizes",
+        help="learning curve: train sizes per intent (5,10,30,all) or fractions (0.1,0.5,1.0); each seed samples anew",
+    )
     add_config_flags(p, skip=("method", "name"))
     p.set_defaults(func=cmd_compare)
 

@@ -60,6 +60,11 @@ class Config:
     split_seed: int = _f(42, "seed of the validation/test carve-out (shared by runs of every --seed)")
     test_fraction: float = _f(0.1, "fraction of the data held out as test when you give a single file")
     max_length: int = _f(128, "truncate texts to this many tokens (batches are padded dynamically)")
+    train_size: str | None = _f(
+        None,
+        "train on a sample: N examples per intent, or a fraction (0.1); validation is as many unused rows "
+        "per intent; the test split stays whole (sampled with --seed)",
+    )
     oos_label: str = _f(
         "oos", "label of out-of-scope rows: allowed in validation/test, never a training class"
     )
@@ -69,6 +74,9 @@ class Config:
     )
     # --- optimisation
     epochs: int = _f(5, "training epochs")
+    min_steps: int = _f(
+        0, "train more epochs when needed for at least this many optimizer steps (small data)"
+    )
     lr: float = _f(1e-3, "peak learning rate (AdamW, linear warm-up then linear decay)")
     head_lr: float | None = _f(None, "learning rate of the classifier head (default: --lr)")
     batch_size: int = _f(32, "training batch size (global, across processes)")
@@ -285,6 +293,25 @@ def absolute_paths(cfg: Config) -> Config:
     return cfg.replace(**changes) if changes else cfg
 
 
+def parse_train_size(text: str | None) -> int | float | None:
+    """'10' -> 10 examples per intent; '0.25' -> a quarter of each intent; 'all' or None -> everything.
+    ValueError (naming the problem) for 0, negative sizes and fractions above 1."""
+    if text is None or str(text).strip().lower() in ("all", "none", ""):
+        return None
+    t = str(text).strip()
+    try:
+        value = float(t)
+    except ValueError:
+        raise ValueError(f"must be a count per intent, a fraction or all, got {text!r}") from None
+    if value <= 0 or not math.isfinite(value):
+        raise ValueError(f"must be positive, got {text!r}")
+    if "." in t or "e" in t.lower():
+        if value > 1:
+            raise ValueError(f"as a fraction must be at most 1, got {text!r}")
+        return None if value == 1 else value
+    return int(value)
+
+
 def validate(cfg: Config) -> None:
     """Check every field; raise one UserError listing all problems."""
     p: list[str] = []
@@ -320,6 +347,12 @@ def validate(cfg: Config) -> None:
     need(cfg.threads is None or cfg.threads >= 1, f"threads must be at least 1, got {cfg.threads}")
     need(cfg.lora_r >= 1, f"lora_r must be at least 1, got {cfg.lora_r}")
     need(cfg.ood_k >= 1, f"ood_k must be at least 1, got {cfg.ood_k}")
+    need(cfg.min_steps >= 0, f"min_steps must be 0 or more, got {cfg.min_steps}")
+    if cfg.train_size is not None:
+        try:
+            parse_train_size(cfg.train_size)
+        except ValueError as e:
+            p.append(f"train_size {e}")
     need(bool(cfg.oos_label.strip()), "oos_label must be a label name")
     if finite("ood_target_recall"):
         need(

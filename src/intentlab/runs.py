@@ -110,11 +110,15 @@ class RunInfo:
     num_processes: int = 1
     device: str = "cpu"
     resumed: int = 0
+    test_fingerprint: str | None = None  # labels + test only: what runs of a learning curve share
 
     @property
     def name(self) -> str:
-        """The run's label in reports: its config `name`, else its method."""
-        return self.config.get("name") or self.method
+        """The run's label in reports: its config `name` (else its method), and `@SIZE` for a run on a
+        training sample (a learning curve's cell)."""
+        base = self.config.get("name") or self.method
+        size = self.config.get("train_size")
+        return f"{base}@{size}" if size not in (None, "all") else base
 
 
 @dataclass
@@ -134,6 +138,9 @@ class TrainInfo:
     pruned: bool = False
     rss_before_train_mb: float | None = None
     train_tokens_per_epoch: int | None = None
+    train_accuracy: float | None = (
+        None  # on the training split at the end: the generalisation gap's other side
+    )
 
     @property
     def epochs_run(self) -> int:

@@ -385,9 +385,54 @@ def load_dataset(
     )
 
 
+def sample_train(ds: Dataset, size: int | float, seed: int) -> Dataset:
+    """A learning-curve cell's data: `size` training rows per intent (or that fraction of each),
+    sampled with `seed`, and a validation split of as many rows per intent taken from the unused
+    training rows (what a user with that little labelled data could hold out). Test stays whole.
+
+    The pool is the original training data (with a carved validation split put back)."""
+    pool = (
+        ds.train
+        if "validation" not in ds.source.get("carved", [])
+        else Split(ds.train.texts + ds.validation.texts, ds.train.labels + ds.validation.labels)
+    )
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, y in enumerate(pool.labels):
+        by_label[y].append(i)
+    smallest = min(by_label, key=lambda y: len(by_label[y]))
+    rng = np.random.default_rng([seed, 7919])
+    train_ix, val_ix = [], []
+    for y in sorted(by_label):
+        idx = [by_label[y][j] for j in rng.permutation(len(by_label[y]))]
+        k = size if isinstance(size, int) else max(1, round(size * len(idx)))
+        if k >= len(idx):
+            raise UserError(
+                f"train size {size} per intent leaves no validation rows for intent {y!r}, which has "
+                f"{len(idx)} training rows (the smallest intent, {smallest!r}, has {len(by_label[smallest])}). "
+                "Pick a smaller train size."
+            )
+        train_ix += idx[:k]
+        val_ix += idx[k : 2 * k]
+
+    def take(ix: list[int]) -> Split:
+        ix = sorted(ix)
+        return Split([pool.texts[i] for i in ix], [pool.labels[i] for i in ix])
+
+    source = {
+        **ds.source,
+        "train_size": size,
+        "sample_seed": seed,
+        "validation_rule": "as many unused training rows per intent as train has",
+    }
+    return Dataset(ds.name, take(train_ix), take(val_ix), ds.test, ds.labels, source, ds.oos_label)
+
+
 def dataset_for(cfg: Any, data_dir: str | None = None) -> Dataset:
-    """The dataset and split a run config names (`data_dir` overrides the recorded folder)."""
-    return load_dataset(
+    """The dataset and split a run config names (`data_dir` overrides the recorded folder); with a
+    `train_size`, the cell's sample of it (seeded by the run's seed)."""
+    from intentlab.config import parse_train_size
+
+    ds = load_dataset(
         cfg.data,
         data_dir or cfg.data_dir,
         cfg.text_column,
@@ -399,6 +444,8 @@ def dataset_for(cfg: Any, data_dir: str | None = None) -> Dataset:
         cfg.oos_as_class,
         cfg.group_column,
     )
+    size = parse_train_size(cfg.train_size)
+    return ds if size is None else sample_train(ds, size, cfg.seed)
 
 
 def print_warnings(ds: Dataset) -> None:

@@ -193,14 +193,21 @@ def order(name: str) -> int:
 
 
 def prose(name: str) -> str:
-    """How a sentence names a method (or a plan variant, by its own name)."""
-    return METHODS[name].prose if name in METHODS else name
+    """How a sentence names a method (or a plan variant, by its own name); `lora@10` reads
+    "LoRA at 10 per intent"."""
+    base, _, size = name.partition("@")
+    text = METHODS[base].prose if base in METHODS else base
+    if not size:
+        return text
+    return f"{text} at {size} per intent" if "." not in size else f"{text} on {float(size):.0%} of the data"
 
 
 def colour(name: str) -> str:
+    """A method's colour (plan variants: a stable grey or blue); sizes of one method share it."""
     import zlib
 
-    return METHODS[name].colour if name in METHODS else OTHER_COLOURS[zlib.crc32(name.encode()) % 2]
+    base = name.partition("@")[0]
+    return METHODS[base].colour if base in METHODS else OTHER_COLOURS[zlib.crc32(base.encode()) % 2]
 
 
 def trainer(name: str) -> Callable[..., dict[str, Any]]:

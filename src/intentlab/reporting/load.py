@@ -32,6 +32,16 @@ class RunRecord:
         return self.result.run.seed
 
     @property
+    def size(self) -> str | None:
+        """The run's train size (per intent or a fraction), None for all the data."""
+        size = self.result.run.config.get("train_size")
+        return None if size in (None, "all") else str(size)
+
+    @property
+    def base_name(self) -> str:
+        return self.result.run.config.get("name") or self.method
+
+    @property
     def rows(self) -> list[dict[str, Any]]:
         """Per-epoch rows as plain dicts (what the charts take)."""
         return [asdict(r) for r in self.result.train.epochs]
@@ -89,18 +99,42 @@ def discover(paths: list[str | Path]) -> tuple[list[RunRecord], list[str]]:
     return runs, problems
 
 
+def size_key(size: str | None) -> float:
+    """Sort key of a train size: counts and fractions by value, all the data last."""
+    return float("inf") if size is None else float(size)
+
+
+def _test_key(r: RunRecord) -> str:
+    """What runs that may be compared share: the test set (labels and gold ids of the test rows)."""
+    if r.preds:
+        import hashlib
+
+        h = hashlib.sha256(json.dumps([r.preds["labels"], r.preds["y_true"]]).encode()).hexdigest()[:16]
+        return f"test:{h}"
+    return f"split:{r.result.run.split_fingerprint}"
+
+
 def check_same_split(runs: list[RunRecord]) -> None:
-    """Refuse to mix datasets or data splits in one comparison."""
-    by_split: dict[str, list[str]] = {}
-    for r in runs:
-        key = f"{r.result.run.data}:{r.result.run.split_fingerprint}"
-        by_split.setdefault(key, []).append(str(r.path))
-    if len(by_split) > 1:
-        parts = "; ".join(f"{k} ({len(v)} runs, e.g. {v[0]})" for k, v in by_split.items())
-        raise UserError(
-            f"these runs use different datasets or data splits, so their test scores are not comparable: {parts}. "
-            "Report each group separately."
-        )
+    """Refuse to mix datasets or data splits in one comparison. Every run must be scored on the same
+    test set; runs on the whole training data must also share the validation split (a learning
+    curve's sampled cells have their own, by design)."""
+    for runs_, key, what in (
+        (runs, lambda r: f"{r.result.run.data}:{_test_key(r)}", "test sets"),
+        (
+            [r for r in runs if r.size is None],
+            lambda r: f"{r.result.run.data}:{r.result.run.split_fingerprint}",
+            "data splits",
+        ),
+    ):
+        by_split: dict[str, list[str]] = {}
+        for r in runs_:
+            by_split.setdefault(key(r), []).append(str(r.path))
+        if len(by_split) > 1:
+            parts = "; ".join(f"{k} ({len(v)} runs, e.g. {v[0]})" for k, v in by_split.items())
+            raise UserError(
+                f"these runs use different datasets or data splits ({what} differ), so their scores are not "
+                f"comparable: {parts}. Report each group separately."
+            )
 
 
 def group(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -108,4 +142,9 @@ def group(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
     groups: dict[str, list[RunRecord]] = {}
     for r in sorted(runs, key=lambda r: (r.seed, str(r.path))):
         groups.setdefault(r.name, []).append(r)
-    return {k: groups[k] for k in sorted(groups, key=lambda name: (M.order(groups[name][0].method), name))}
+
+    def order(name: str) -> tuple[int, str, float]:
+        first = groups[name][0]
+        return (M.order(first.method), first.base_name, size_key(first.size))
+
+    return {k: groups[k] for k in sorted(groups, key=order)}

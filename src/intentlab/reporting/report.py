@@ -16,10 +16,10 @@ import numpy as np
 
 from intentlab.errors import UserError
 from intentlab.models import methods as M
-from intentlab.reporting import charts, ood_section
+from intentlab.reporting import charts, curves_section, ood_section
 from intentlab.reporting.document import Doc
 from intentlab.reporting.findings import findings, ood_findings
-from intentlab.reporting.load import RunRecord, check_same_split, discover, group
+from intentlab.reporting.load import RunRecord, check_same_split, discover, group, size_key
 from intentlab.reporting.stats import PairedResult
 from intentlab.reporting.summary import epoch_table, paired_tests, summarize, summary_table, tests_table
 
@@ -38,16 +38,20 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     check_same_split(runs)
     groups = group(runs)
     summary = summarize(groups)
-    tests = paired_tests(groups)
-    ood = ood_section.analyse(groups)
+    top = largest_size(groups)  # a learning curve: method comparisons at its largest train size
+    tests = paired_tests(top)
+    ood = ood_section.analyse(top)
+    curves = curves_section.analyse(groups)
     out = Path(out)
     figs = out / "charts"
     doc = _header(runs, groups)
     doc.h("Findings")
-    doc.bullets(findings(summary, tests) + ood_findings(ood), kind="finding")
+    main = [r for r in summary if r["name"] in top]
+    doc.bullets(findings(main, tests) + ood_findings(ood) + curves_section.findings(curves), kind="finding")
     _summary_section(doc, summary, tests)
-    ood_section.section(doc, groups, ood, figs)
-    _charts_section(doc, groups, summary, figs)
+    curves_section.section(doc, curves, figs)
+    ood_section.section(doc, top, ood, figs)
+    _charts_section(doc, top, [r for r in summary if r["name"] in top], figs)
     _errors_section(doc, groups, figs)
     _dataset_section(doc, _dataset(runs), figs)
     _runs_section(doc, groups)
@@ -73,6 +77,16 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
         },
     )
     return {"summary": summary, "tests": tests, "problems": problems}
+
+
+def largest_size(groups: dict[str, list[RunRecord]]) -> dict[str, list[RunRecord]]:
+    """The groups trained on the most data of each method (all of them when there are no train sizes)."""
+    best: dict[str, str] = {}
+    for name, runs in groups.items():
+        base = runs[0].base_name
+        if base not in best or size_key(runs[0].size) > size_key(groups[best[base]][0].size):
+            best[base] = name
+    return {name: groups[name] for name in groups if name in best.values()}
 
 
 def _plural(n: int, word: str) -> str:

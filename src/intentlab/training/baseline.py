@@ -88,6 +88,7 @@ def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
             peak_memory_mb=peak_memory_mb()[0],
             memory_kind="process_peak_rss",
             checkpoint_bytes=size,
+            train_accuracy=metrics(ds.ids(ds.train), tfidf.margins(pipe, ds.train.texts))["accuracy"],
         ),
         test=Scores(**test),
         meta=provenance(),

@@ -41,14 +41,39 @@ class Cell:
     cfg: C.Config
 
     def path(self, out: Path) -> Path:
-        return out / self.name / f"seed-{self.seed}"
+        """OUT/<name>/seed-<n>; a train-size cell: OUT/<name>/size-<size>/seed-<n> (whole data keeps the
+        plain path, so a learning curve reuses a finished comparison's runs)."""
+        size = C.parse_train_size(self.cfg.train_size)
+        folder = out / self.name if size is None else out / self.name / f"size-{self.cfg.train_size}"
+        return folder / f"seed-{self.seed}"
+
+
+def parse_sizes(text: str | None) -> list[str | None]:
+    """--train-sizes 5,10,30,all -> ['5', '10', '30', None]; one-line errors for bad sizes."""
+    if not text:
+        return [None]
+    sizes: list[str | None] = []
+    for part in (p.strip() for p in str(text).split(",") if p.strip()):
+        try:
+            size = C.parse_train_size(part)
+        except ValueError as e:
+            raise UserError(
+                f"--train-sizes {part!r} {e}. Use counts per intent (5,10,30), fractions (0.1) or all."
+            ) from None
+        sizes.append(None if size is None else part)
+    return sizes
 
 
 def plan_cells(
-    methods: list[str] | None, seeds: int | None, flags: dict[str, Any], plan_file: str | None
+    methods: list[str] | None,
+    seeds: int | None,
+    flags: dict[str, Any],
+    plan_file: str | None,
+    train_sizes: str | None = None,
 ) -> list[Cell]:
     """Resolve every cell's config up front, so a bad value fails before any training starts."""
     plan = C.read_yaml(plan_file) if plan_file else {}
+    sizes = parse_sizes(train_sizes or plan.pop("train_sizes", None))
     names = methods or plan.get("methods") or list(DEFAULT_METHODS)
     if isinstance(names, str):
         names = [m.strip() for m in names.split(",") if m.strip()]
@@ -84,8 +109,39 @@ def plan_cells(
         cfg = C.merge(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
         cfg = C.absolute_paths(cfg.replace(name=name))
         C.validate(cfg)
-        cells += [Cell(name, cfg.seed + i, cfg.replace(seed=cfg.seed + i)) for i in range(n_seeds)]
+        for size in sizes:  # each size samples its own training data with each seed
+            sized = cfg if sizes == [None] else cfg.replace(train_size=size)
+            cells += [Cell(name, cfg.seed + i, sized.replace(seed=cfg.seed + i)) for i in range(n_seeds)]
+    _check_sizes(cells)
     return cells
+
+
+def _check_sizes(cells: list[Cell]) -> None:
+    """Sample every distinct train size once now, so a size the data cannot give fails before training."""
+    from intentlab.data import dataset_for
+    from intentlab.data.loading import sample_train
+
+    loaded: dict[tuple[Any, ...], Any] = {}
+    for cell in cells:
+        size = C.parse_train_size(cell.cfg.train_size)
+        if size is None:
+            continue
+        c = cell.cfg
+        key = (
+            c.data,
+            c.data_dir,
+            c.text_column,
+            c.label_column,
+            c.val_fraction,
+            c.test_fraction,
+            c.split_seed,
+            c.oos_label,
+            c.oos_as_class,
+            c.group_column,
+        )
+        if key not in loaded:
+            loaded[key] = dataset_for(c.replace(train_size=None))
+        sample_train(loaded[key], size, c.seed)
 
 
 def _eta(left: list[Cell], seconds: dict[str, list[float]]) -> str:

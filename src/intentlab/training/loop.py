@@ -421,6 +421,7 @@ def _finish(
     if setup.cached is not None:
         unwrapped = setup.full_model  # the head trained on cached features is part of it
     test_logits = _evaluate(accelerator, setup, "test")
+    train_accuracy = metrics(setup.y["train"], _evaluate(accelerator, setup, "train"))["accuracy"]
     peak, memory_kind = peak_memory_mb(accelerator.device)
     dataset = {
         **D.describe(ds),
@@ -452,6 +453,7 @@ def _finish(
             rss_before_train_mb=rss_before,
             train_tokens_per_epoch=real_tokens,
             checkpoint_bytes=0,
+            train_accuracy=train_accuracy,
         ),
         test=Scores(**metrics(setup.y["test"], test_logits, ds.labels)),
         meta=provenance(),

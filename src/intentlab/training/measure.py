@@ -14,6 +14,15 @@ from typing import Any
 from intentlab.runs import RunInfo
 
 
+def test_fingerprint(ds: Any) -> str:
+    """Hash of labels + test: runs scored on the same test set (e.g. a learning curve's cells) share it."""
+    h = hashlib.sha256()
+    for part in (ds.labels, ds.test.texts, ds.test.labels):
+        h.update("\x1f".join(part).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:16]
+
+
 def split_fingerprint(ds: Any) -> str:
     """Hash of labels + validation + test: runs that may be compared share it."""
     h = hashlib.sha256()
@@ -42,6 +51,7 @@ def run_info(
         seed=cfg.seed,
         data=ds.name,
         split_fingerprint=split_fingerprint(ds),
+        test_fingerprint=test_fingerprint(ds),
         started_at=started,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=cfg.to_dict(),

@@ -100,6 +100,8 @@ class Setup:
             cfg.seed,
             min_batch=accelerator.num_processes,
         )
+        if cfg.min_steps and cfg.epochs * len(self.sampler) < cfg.min_steps:  # small data: more epochs
+            cfg = self.cfg = cfg.replace(epochs=math.ceil(cfg.min_steps / len(self.sampler)))
         steps = cfg.epochs * len(self.sampler)
         from accelerate.utils import set_seed
 
