@@ -186,8 +186,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", "name")}
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    if args.executor != "ray" and (args.address or args.cell_gpus):
+        raise UserError("--address and --cell-gpus go with --executor ray.")
+    if args.cell_cpus < 1 or args.cell_gpus < 0:
+        raise UserError("--cell-cpus must be at least 1 and --cell-gpus at least 0.")
     cells = plan_cells(methods, args.seeds, flags, args.plan, args.train_sizes)
-    run_compare(args.out, cells, report=not args.no_report)
+    if args.executor == "ray":
+        from intentlab.training.executors import import_ray
+
+        import_ray()  # a missing Ray is a one-line error before anything starts
+    run_compare(
+        args.out,
+        cells,
+        report=not args.no_report,
+        executor=args.executor,
+        address=args.address,
+        cell_cpus=args.cell_cpus,
+        cell_gpus=args.cell_gpus,
+    )
     return 0
 
 
@@ -392,6 +408,19 @@ def build_parser() -> Parser:
     p.add_argument("--seeds", type=int, help="seeds per method (overrides the plan) [default: 1]")
     p.add_argument("--plan", help="YAML plan: methods, seeds, common settings and per-method overrides")
     p.add_argument("--no-report", action="store_true", help="skip writing OUT/report at the end")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: cells one after another in local processes; ray: one Ray task per cell [default: local]",
+    )
+    p.add_argument(
+        "--address", help="with --executor ray: the cluster to join [default: a local Ray instance]"
+    )
+    p.add_argument(
+        "--cell-cpus", type=int, default=1, help="CPUs (and torch threads) per Ray task [default: 1]"
+    )
+    p.add_argument("--cell-gpus", type=float, default=0, help="GPUs per Ray task [default: 0]")
     p.add_argument(
         "--train-sizes",
         help="learning curve: train sizes per intent (5,10,30,all) or fractions (0.1,0.5,1.0); each seed samples anew",

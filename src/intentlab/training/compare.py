@@ -186,48 +186,65 @@ def _run_cell(cell: Cell, path: Path) -> RunResult:
             [sys.executable, "-m", "intentlab", *args], preexec_fn=_die_with_parent
         ).returncode
     if code == 130:
-        raise Interrupted(
-            f"compare stopped in cell {cell.name} seed {cell.seed}. Run the same command to continue."
-        )
+        raise Interrupted(f"compare stopped in cell {tag(cell)}. Run the same command to continue.")
     if code != 0 or not is_complete(path):
         raise UserError(
-            f"cell {cell.name} seed {cell.seed} failed (exit {code}); its error is printed above. "
+            f"cell {tag(cell)} failed (exit {code}); its error is printed above. "
             "Fix it and run the same compare command to continue."
         )
     return load_result(path)
 
 
-def run_compare(out: str | Path, cells: list[Cell], report: bool = True) -> list[Path]:
-    """Train every unfinished cell in order, printing progress across the whole matrix. One compare
-    per OUT at a time (a lock); each cell's run folder has its own lock too."""
+def run_compare(
+    out: str | Path,
+    cells: list[Cell],
+    report: bool = True,
+    executor: str = "local",
+    address: str | None = None,
+    cell_cpus: int = 1,
+    cell_gpus: float = 0,
+) -> list[Path]:
+    """Train every unfinished cell, printing progress across the whole matrix: one after another in
+    local processes, or as Ray tasks on a local or existing cluster (`executor="ray"`). One compare per
+    OUT at a time (a lock); each cell's run folder has its own lock too, so no cell runs twice at once."""
     out = Path(out)
     with FolderLock(out).acquire(f"compare folder {out}"):
-        return _run_cells(out, cells, report)
+        finished = sum(is_complete(c.path(out)) for c in cells)
+        print(f"compare: {len(cells)} cells ({finished} already complete) -> {out}", flush=True)
+        if executor == "ray":
+            from intentlab.training.executors import run_ray
+
+            run_ray(out, cells, address, cell_cpus, cell_gpus)
+        else:
+            _run_local(out, cells)
+        if report:
+            from intentlab.reporting.report import build_report
+
+            build_report([out], out / "report")
+            print(f"report: {out / 'report' / 'report.md'} and report.html", flush=True)
+    return [c.path(out) for c in cells]
 
 
-def _run_cells(out: Path, cells: list[Cell], report: bool) -> list[Path]:
-    finished = sum(is_complete(c.path(out)) for c in cells)
-    print(f"compare: {len(cells)} cells ({finished} already complete) -> {out}", flush=True)
+def tag(cell: Cell) -> str:
+    size = f" size {cell.cfg.train_size}" if cell.cfg.train_size else ""
+    return f"{cell.name}{size} seed {cell.seed}"
+
+
+def _run_local(out: Path, cells: list[Cell]) -> None:
     seconds: dict[str, list[float]] = {}  # per method, for the time estimate
     for i, cell in enumerate(cells, 1):
         path = cell.path(out)
-        tag = f"[{i}/{len(cells)}] {cell.name} seed {cell.seed}"
+        where = f"[{i}/{len(cells)}] {tag(cell)}"
         if is_complete(path):
-            print(f"{tag}: complete, skipped", flush=True)
+            print(f"{where}: complete, skipped", flush=True)
             continue
-        print(f"{tag}: training ...", flush=True)
+        print(f"{where}: training ...", flush=True)
         t0 = time.perf_counter()
         result = _run_cell(cell, path)
         seconds.setdefault(cell.cfg.method, []).append(time.perf_counter() - t0)
         left = [c for c in cells[i:] if not is_complete(c.path(out))]
         print(
-            f"{tag}: test accuracy {result.test.accuracy:.4f}, macro-F1 {result.test.f1_macro:.4f} "
+            f"{where}: test accuracy {result.test.accuracy:.4f}, macro-F1 {result.test.f1_macro:.4f} "
             f"in {seconds[cell.cfg.method][-1]:.0f} s; {len(left)} cells left{_eta(left, seconds)}",
             flush=True,
         )
-    if report:
-        from intentlab.reporting.report import build_report
-
-        build_report([out], out / "report")
-        print(f"report: {out / 'report' / 'report.md'} and report.html", flush=True)
-    return [c.path(out) for c in cells]
