@@ -25,7 +25,7 @@ from intentlab.errors import UserError
 from intentlab.models.methods import NAMES, get
 
 METHODS = NAMES  # the method table's names (models/methods.py)
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "mean-l2")  # mean-l2: the mean, L2-normalised (sentence-transformers, SetFit)
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -43,7 +43,10 @@ class Config:
     name: str | None = _f(None, "label of this run in reports (default: the method)")
     method: str = _f("lora", f"fine-tuning method: {', '.join(METHODS)}")
     model: str = _f(DEFAULT_MODEL, "Hugging Face model id or local path of the encoder")
-    pooling: str = _f("mean", "sentence pooling: mean (of token states) or cls (BERT pooler over [CLS])")
+    pooling: str = _f(
+        "mean",
+        "sentence pooling: mean (of token states), cls (BERT pooler over [CLS]) or mean-l2 (mean, unit length)",
+    )
     train_pooler: bool = _f(True, "with --pooling cls, train the pooler dense layer with the head")
     dropout: float = _f(0.1, "dropout before the classifier head")
     encoder_dropout: float | None = _f(
@@ -116,6 +119,14 @@ class Config:
         "adapted modules (name suffixes, comma-separated), or all-linear for every encoder linear layer",
     )
     feedforward_modules: list[str] = _f(["output.dense"], "IA3: which targets are feed-forward layers")
+    # --- SetFit (contrastive fine-tuning of the body on text pairs, then a logistic-regression head)
+    setfit_iterations: int = _f(
+        20, "SetFit: pairs generated per training text and iteration (the paper's 20)"
+    )
+    setfit_max_pairs: int = _f(
+        8000,
+        "SetFit: most text pairs to train the body on (its library default, all pairs, takes hours on a CPU)",
+    )
     peft_options: dict[str, Any] | None = _f(
         None, "extra keyword arguments of the method's peft config (YAML mapping, or key=value,key=value)"
     )
@@ -348,6 +359,10 @@ def validate(cfg: Config) -> None:
     need(cfg.lora_r >= 1, f"lora_r must be at least 1, got {cfg.lora_r}")
     need(cfg.ood_k >= 1, f"ood_k must be at least 1, got {cfg.ood_k}")
     need(cfg.min_steps >= 0, f"min_steps must be 0 or more, got {cfg.min_steps}")
+    need(
+        cfg.setfit_iterations >= 1 and cfg.setfit_max_pairs >= 1,
+        "setfit_iterations and setfit_max_pairs must be at least 1",
+    )
     if cfg.train_size is not None:
         try:
             parse_train_size(cfg.train_size)

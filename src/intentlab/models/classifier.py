@@ -102,11 +102,13 @@ def load_encoder(name: str, pooling: str, config_only: bool = False) -> nn.Modul
 def pool(
     hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, pooler: nn.Module | None = None
 ) -> torch.Tensor:
-    """Sentence vector from token states: the mean over real tokens, or `pooler` over [CLS] (BERT)."""
+    """Sentence vector from token states: the mean over real tokens (`mean-l2`: then scaled to unit
+    length, as sentence-transformers models end), or `pooler` over [CLS] (BERT)."""
     if pooling == "cls":
         return pooler(hidden) if pooler is not None else hidden[:, 0]
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    return F.normalize(mean, dim=-1) if pooling == "mean-l2" else mean
 
 
 class IntentClassifier(nn.Module):
@@ -186,7 +188,7 @@ def features_are_fixed(cfg: Config) -> bool:
     without dropout, pooled by the mean or by a frozen pooler. Such runs train on cached features."""
     from intentlab.models.methods import HEAD_ONLY
 
-    frozen_pooler = cfg.pooling == "mean" or not cfg.train_pooler
+    frozen_pooler = cfg.pooling != "cls" or not cfg.train_pooler
     return get(cfg.method).storage == HEAD_ONLY and cfg.encoder_dropout == 0.0 and frozen_pooler
 
 

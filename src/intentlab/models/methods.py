@@ -175,6 +175,16 @@ TABLE: tuple[Method, ...] = (
         needs_targets=True,
         compare_with=("lora",),
     ),
+    Method(
+        "setfit",
+        "SetFit",
+        "SetFit",
+        "#CCB974",
+        ALL_WEIGHTS,
+        trainer="intentlab.training.setfit:train_setfit",
+        compare_with=("lora",),
+        default_compare=False,  # a few-shot method: part of learning curves, not of the default matrix
+    ),
     Method("full", "full fine-tuning", "full fine-tuning", "#937860", ALL_WEIGHTS),
 )
 METHODS: dict[str, Method] = {m.name: m for m in TABLE}

@@ -1,0 +1,186 @@
+"""SetFit (Tunstall et al., 2022) through the `setfit` library: contrastive fine-tuning of the sentence
+encoder on pairs of training texts, then a logistic-regression head on its embeddings.
+
+    intentlab train --method setfit --out runs/setfit --train-size 10
+
+The trained body and head are then one ordinary intentlab classifier — the encoder, mean pooling
+scaled to unit length (`mean-l2`, the sentence-transformer's own), and a linear layer holding the
+logistic regression's coefficients, whose softmax is exactly its `predict_proba` — stored as a `full`
+run: safetensors, never SetFit's joblib head. So predict, evaluate, serve, export and the
+out-of-scope scorers work on it unchanged.
+
+Pairs: `setfit_iterations` per text (the paper's 20), capped at `setfit_max_pairs` (the library's
+default trains on every pair, hours on a CPU at 10 examples per intent on Banking77).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from intentlab import data as D
+from intentlab.config import Config
+from intentlab.errors import UserError
+from intentlab.folders import OutputDir, write_text_atomic
+from intentlab.runs import CONFIG, EpochRow, RunResult, Scores, TrainInfo, provenance, write_record
+from intentlab.training.measure import peak_memory_mb, reset_peak_rss, run_info
+
+
+def import_setfit() -> Any:
+    try:
+        import setfit
+    except ImportError:
+        raise UserError("--method setfit needs SetFit. Run: pip install 'intentlab[setfit]'.") from None
+    return setfit
+
+
+def train_setfit(
+    cfg: Config, out: str | Path, overwrite: bool = False, resume: bool = False, **_: Any
+) -> RunResult:
+    """Train SetFit on the run's data and write an ordinary run folder (resuming starts it again)."""
+    import_setfit()
+    reset_peak_rss()
+    run_dir = OutputDir(out, overwrite or resume)
+    try:
+        result = _train(cfg, run_dir)
+    except BaseException:
+        run_dir.abort()
+        raise
+    run_dir.commit()
+    return result
+
+
+def _fit(cfg: Config, ds: D.Dataset) -> tuple[Any, float, int]:
+    """The setfit library's training; returns the model, seconds and the pairs trained on."""
+    import torch
+    from datasets import Dataset as HFDataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from intentlab.models.classifier import resolve_model_path
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model = SetFitModel.from_pretrained(resolve_model_path(cfg.model), trust_remote_code=False)
+    pairs = min(cfg.setfit_max_pairs, 2 * cfg.setfit_iterations * len(ds.train))
+    args = TrainingArguments(
+        batch_size=cfg.batch_size,
+        num_epochs=cfg.epochs,
+        num_iterations=cfg.setfit_iterations,
+        max_steps=math.ceil(pairs / cfg.batch_size),
+        body_learning_rate=cfg.lr,
+        head_learning_rate=cfg.head_lr or 1e-2,
+        seed=cfg.seed,
+        report_to="none",
+        show_progress_bar=False,
+        max_length=cfg.max_length,
+    )
+    train = HFDataset.from_dict({"text": ds.train.texts, "label": ds.ids(ds.train)})
+    t0 = time.perf_counter()
+    Trainer(model=model, args=args, train_dataset=train).train()
+    return model, time.perf_counter() - t0, pairs
+
+
+def body_pooling(model: Any) -> str:
+    """The sentence-transformer body's pooling as intentlab names it: mean, then unit length when the
+    body ends with a Normalize module (mean-l2; sentence-transformers checkpoints) or not (mean)."""
+    names = [type(m).__name__ for m in model.model_body]
+    pooling = next((m for m in model.model_body if type(m).__name__ == "Pooling"), None)
+    mode = getattr(pooling, "pooling_mode", "mean") if pooling is not None else "mean"
+    if mode != "mean":
+        raise UserError(f"SetFit body pools by {mode!r}; intentlab runs SetFit on mean-pooled encoders only.")
+    return "mean-l2" if "Normalize" in names else "mean"
+
+
+def as_classifier(model: Any, num_labels: int) -> Any:
+    """The SetFit body + logistic-regression head as an IntentClassifier (the body's pooling): the
+    linear layer's softmax equals the regression's predict_proba."""
+    import torch
+
+    from intentlab.models.classifier import IntentClassifier
+
+    encoder = model.model_body[0].auto_model
+    encoder.pooler = None  # SetFit pools by the mean: BERT's [CLS] pooler is unused
+    head = model.model_head
+    coef, bias = np.asarray(head.coef_, dtype=np.float32), np.asarray(head.intercept_, dtype=np.float32)
+    if coef.shape[0] == 1:  # binary: predict_proba = softmax([0, z])
+        coef, bias = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, bias].astype(np.float32)
+    order = np.argsort(np.asarray(head.classes_))  # rows in class-id order
+    clf = IntentClassifier(encoder, num_labels, pooling=body_pooling(model), dropout=0.0)
+    with torch.no_grad():
+        clf.classifier.weight.copy_(torch.from_numpy(coef[order]))
+        clf.classifier.bias.copy_(torch.from_numpy(bias[order]))
+    return clf.eval()
+
+
+def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
+    from intentlab.inference.engine import Placement, TorchBackend, softmax
+    from intentlab.inference.metrics import metrics
+    from intentlab.models.classifier import count_params, load_tokenizer, quiet_transformers
+    from intentlab.models.io import save_model
+
+    quiet_transformers()
+    ds = D.dataset_for(cfg)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    model, seconds, pairs = _fit(cfg, ds)
+    clf = as_classifier(model, len(ds.labels))
+    cfg = cfg.replace(pooling=clf.pooling)  # what the saved model pools by
+    tokenizer = load_tokenizer(cfg.model)
+    backend = TorchBackend(clf, tokenizer, cfg.max_length, Placement.for_this_machine("cpu", bf16=False))
+    logits = {s: backend.run(ds.split(s).texts).logits for s in ("train", "validation", "test")}
+    val = metrics(ds.ids(ds.validation), logits["validation"])
+    test = metrics(ds.ids(ds.test), logits["test"], ds.labels)
+    row = EpochRow(
+        epoch=1,
+        train_loss=None,
+        val_loss=val["loss"],
+        val_accuracy=val["accuracy"],
+        val_f1_macro=val["f1_macro"],
+        val_f1_weighted=val["f1_weighted"],
+        epoch_seconds=seconds,
+        train_examples_per_second=pairs / seconds,
+        lr=cfg.lr,
+        elapsed_seconds=seconds,
+    )
+    total, _ = count_params(clf)
+    out = run_dir.claim()
+    D.print_warnings(ds)
+    write_text_atomic(out / CONFIG, cfg.to_yaml())
+    size = save_model(clf, cfg, tokenizer, ds.labels, out / "model")
+    dataset = {**D.describe(ds), "source": ds.source, "setfit_pairs": pairs}
+    result = RunResult(
+        run=run_info(cfg, ds, started, cfg.model, dataset),
+        train=TrainInfo(
+            epochs=[row],
+            best_epoch=1,
+            best_val_accuracy=val["accuracy"],
+            trainable_params=total,
+            total_params=total,
+            train_seconds=seconds,
+            peak_memory_mb=peak_memory_mb()[0],
+            memory_kind="process_peak_rss",
+            checkpoint_bytes=size,
+            train_accuracy=metrics(ds.ids(ds.train), logits["train"])["accuracy"],
+        ),
+        test=Scores(**test),
+        meta=provenance(),
+    )
+    confidence = softmax(logits["test"]).max(axis=1).tolist()
+    write_record(
+        out, result, ds.labels, ds.ids(ds.test), logits["test"].argmax(1).tolist(), confidence, ds.test.texts
+    )
+    from intentlab.inference.ood_run import fit_run_ood, wants_ood
+
+    if wants_ood(cfg, ds):
+        from intentlab.runs import load_result
+
+        fit_run_ood(out, locked=True)
+        result = load_result(out)
+    from intentlab.deploy.card import write_run_cards
+
+    write_run_cards(out)
+    return result
