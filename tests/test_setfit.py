@@ -50,7 +50,9 @@ def test_a_setfit_run_is_an_ordinary_run(tmp_path: Path, tiny_model: str, toy_da
     files = {p.name for p in (out / "model").iterdir()}
     assert "model.safetensors" in files and not any(f.endswith((".pkl", ".joblib")) for f in files)
     info = json.loads((out / "model" / "intentlab.json").read_text())
-    assert info["pooling"] == "mean" and info["weights"] == "full"  # the tiny test body has no Normalize module
+    assert (
+        info["pooling"] == "mean" and info["weights"] == "full"
+    )  # the tiny test body has no Normalize module
     recorded = json.loads((out / "test_predictions.json").read_text())["y_pred"]
     ds = dataset_for(read_config(out))
     assert Predictor.from_run(out).logits(ds.test.texts).argmax(1).tolist() == recorded

@@ -87,13 +87,19 @@ def _export(
     from intentlab.deploy.card import write_card
     from intentlab.inference.engine import Placement, TorchBackend, softmax
     from intentlab.inference.evaluate import run_dataset
-    from intentlab.models.io import load_model, model_folder
+    from intentlab.models.io import encoder_options, load_model, model_folder
 
     ds, cfg = run_dataset(run, data_dir, other_data=True)  # any texts verify an export
     fp32 = Placement.for_this_machine("cpu", bf16=False)
     loaded = load_model(run)
     if onnx and loaded.info["weights"] == ADAPTER and not merge:
         raise UserError("--onnx needs a merged model. Add --merge.")
+    quantized = bool(encoder_options(loaded.info))
+    if quantized and (merge or onnx):
+        raise UserError(
+            f"{run} is a QLoRA run: its adapter was trained on a 4-bit base, so merging it into full-precision "
+            "weights would not reproduce it. Export the adapter (drop --merge and --onnx)."
+        )
     ref_backend = TorchBackend(loaded.model, loaded.tokenizer, cfg.max_length, fp32)
     ids = ref_backend.encode(ds.test.texts)
     y = np.asarray(ds.ids(ds.test))
@@ -101,7 +107,7 @@ def _export(
     encoder_config = (
         loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model
     ).encoder.config
-    standard = hf.is_standard(loaded.info, encoder_config)
+    standard = hf.is_standard(loaded.info, encoder_config) and not quantized
     target = run_dir.claim()
     folder = model_folder(run)
     for name in ("labels.json", "intentlab.json"):

@@ -79,7 +79,7 @@ def position_limit(name: str) -> int | None:
     return int(limit) if isinstance(limit, int) and limit > 0 else None
 
 
-def load_encoder(name: str, pooling: str, config_only: bool = False) -> nn.Module:
+def load_encoder(name: str, pooling: str, config_only: bool = False, **options: Any) -> nn.Module:
     """The bare encoder (AutoModel). Its pooler is dropped unless `[CLS]` pooling needs it."""
     from transformers import AutoConfig, AutoModel
 
@@ -88,7 +88,7 @@ def load_encoder(name: str, pooling: str, config_only: bool = False) -> nn.Modul
         if config_only:
             encoder = AutoModel.from_config(AutoConfig.from_pretrained(path, trust_remote_code=False))
         else:
-            encoder = AutoModel.from_pretrained(path, trust_remote_code=False)
+            encoder = AutoModel.from_pretrained(path, trust_remote_code=False, **options)
     except (OSError, ValueError) as e:
         raise UserError(
             f"cannot load model {name!r} ({str(e).splitlines()[0][:160]}). "
@@ -288,7 +288,8 @@ def set_dropout(module: nn.Module, p: float) -> None:
 def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module:
     """Encoder + head from pretrained weights, with the method applied (`total_steps`: the run's
     optimizer steps, for methods whose schedule depends on it)."""
-    encoder = load_encoder(cfg.model, cfg.pooling)
+    options = get(cfg.method).encoder_options
+    encoder = load_encoder(cfg.model, cfg.pooling, **(options() if options else {}))
     if cfg.encoder_dropout is not None:
         set_dropout(encoder, cfg.encoder_dropout)
     model = IntentClassifier(encoder, num_labels, cfg.pooling, cfg.dropout)

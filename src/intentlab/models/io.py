@@ -90,6 +90,14 @@ def write_model_info(folder: Path, cfg: Config, labels: list[str], weights: str)
     write_json_atomic(folder / MODEL_INFO, info)
 
 
+def encoder_options(info: dict[str, Any]) -> dict[str, Any]:
+    """How the run's method loads its base (QLoRA: in 4 bits); {} for runs of unknown or other methods."""
+    from intentlab.models.methods import METHODS
+
+    method = METHODS.get(str(info.get("method")))
+    return method.encoder_options() if method and method.encoder_options else {}
+
+
 def model_folder(path: str | Path) -> Path:
     """`RUN/model` for a run folder, or the folder itself when it is a model folder."""
     folder = Path(path)
@@ -186,7 +194,8 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
         else:
             from peft import PeftModel
 
-            model = head(load_encoder(base, info["pooling"]), len(labels), info["pooling"], info["dropout"])
+            encoder = load_encoder(base, info["pooling"], **encoder_options(info))
+            model = head(encoder, len(labels), info["pooling"], info["dropout"])
             model = PeftModel.from_pretrained(model, folder / "adapter")
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
         raise UserError(

@@ -49,6 +49,9 @@ class Method:
     trainer: str = LOOP  # "module:function" that trains a run of this method
     peft: Callable[[Config, PeftContext], Any] | None = None  # adapter methods: builds the peft config
     on_step: Callable[[Any, int], None] | None = None  # called after each optimizer step (peft model, step)
+    encoder_options: Callable[[], dict[str, Any]] | None = (
+        None  # extra from_pretrained options (QLoRA: 4-bit)
+    )
     needs_targets: bool = False  # uses target_modules
     compare_with: tuple[str, ...] = ()  # methods the report pairs it with (besides the baseline)
     floor: bool = False  # the classical baseline every method must beat
@@ -126,6 +129,22 @@ def _adalora(cfg: Config, ctx: PeftContext) -> Any:
     )
 
 
+def _four_bit() -> dict[str, Any]:
+    """QLoRA's base: NF4 4-bit weights (bitsandbytes), computed in fp32."""
+    try:
+        import bitsandbytes  # noqa: F401
+        import torch
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        from intentlab.errors import UserError
+
+        raise UserError("--method qlora needs bitsandbytes. Run: pip install 'intentlab[qlora]'.") from None
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    return {"quantization_config": config}
+
+
 def _adalora_step(model: Any, step: int) -> None:
     """peft's rank allocation: after backward and the optimizer step, before gradients are zeroed."""
     model.base_model.update_and_allocate(step)
@@ -184,6 +203,18 @@ TABLE: tuple[Method, ...] = (
         trainer="intentlab.training.setfit:train_setfit",
         compare_with=("lora",),
         default_compare=False,  # a few-shot method: part of learning curves, not of the default matrix
+    ),
+    Method(
+        "qlora",
+        "QLoRA",
+        "QLoRA",
+        "#8DA0CB",
+        ADAPTER,
+        peft=_lora,
+        encoder_options=_four_bit,
+        needs_targets=True,
+        compare_with=("lora",),
+        default_compare=False,
     ),
     Method("full", "full fine-tuning", "full fine-tuning", "#937860", ALL_WEIGHTS),
 )

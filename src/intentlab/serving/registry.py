@@ -23,6 +23,7 @@ from torch import nn
 from intentlab.errors import UserError
 from intentlab.inference.engine import Outputs, Placement, TorchBackend
 from intentlab.inference.predictor import Decider
+from intentlab.models.io import encoder_options
 from intentlab.models.methods import ADAPTER
 from intentlab.runs import RunResult
 
@@ -172,7 +173,7 @@ class Registry:
         config.modules_to_save = None  # heads live outside peft here (label sets differ per adapter)
         # served adapters never train (and peft allows one trainable adapter per base)
         config.inference_mode = True
-        key = (info["base_model"], info["pooling"], str(config.peft_type))
+        key = (info["base_model"], info["pooling"], str(config.peft_type), str(sorted(encoder_options(info))))
         base = self.bases.get(key)
         shared = base is not None
         try:
@@ -227,7 +228,7 @@ class Registry:
         from intentlab.models.classifier import IntentClassifier, load_encoder
 
         if base is None:
-            encoder = load_encoder(info["base_model"], info["pooling"])
+            encoder = load_encoder(info["base_model"], info["pooling"], **encoder_options(info))
             shell = IntentClassifier(encoder, num_labels=1, pooling=info["pooling"], dropout=0.0)
             shell.name_or_path = info["base_model"]
             base = get_peft_model(shell, config, adapter_name=name)

