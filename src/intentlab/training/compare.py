@@ -73,7 +73,8 @@ def plan_cells(
 ) -> list[Cell]:
     """Resolve every cell's config up front, so a bad value fails before any training starts."""
     plan = C.read_yaml(plan_file) if plan_file else {}
-    sizes = parse_sizes(train_sizes or plan.pop("train_sizes", None))
+    plan_sizes = plan.pop("train_sizes", None)
+    sizes = parse_sizes(train_sizes or plan_sizes)
     names = methods or plan.get("methods") or list(DEFAULT_METHODS)
     if isinstance(names, str):
         names = [m.strip() for m in names.split(",") if m.strip()]
