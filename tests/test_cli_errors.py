@@ -86,7 +86,7 @@ def test_bad_data(
         (["--epochs", "-1"], "epochs must be at least 1"),
         (["--lora-rank", "4"], "unrecognized arguments"),
         (["--model", "no-such-org/no-such-model-xyz"], "cannot load model"),
-        (["--method", "qlora"], "unknown method 'qlora'"),
+        (["--method", "xlora"], "unknown method 'xlora'"),
         (["--target-modules", "not_a_layer"], "match no linear layer"),
     ],
 )

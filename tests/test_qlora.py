@@ -72,3 +72,16 @@ def test_it_reloads_on_a_4_bit_base_and_serves(
         assert client.post("/v1/predict", json={"texts": ["i lost my card"]}).status_code == 200
     assert main(["export", str(qlora_run), "--out", str(tmp_path / "m"), "--merge"]) == 2
     assert "4-bit base" in capsys.readouterr().err
+
+
+def test_widths_4_bit_cannot_quantize_are_one_line(
+    tmp_path: Path, tiny_model: str, toy_data: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            ["train", "--method", "qlora", "--out", str(tmp_path / "r"), *tiny_args(tiny_model, toy_data, 1)]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "multiples of 64" in err and "Traceback" not in err

@@ -290,6 +290,13 @@ def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module
     optimizer steps, for methods whose schedule depends on it)."""
     options = get(cfg.method).encoder_options
     encoder = load_encoder(cfg.model, cfg.pooling, **(options() if options else {}))
+    if options and "quantization_config" in options():
+        widths = [m.in_features for m in encoder.modules() if hasattr(m, "in_features")]
+        if any(w % 64 for w in widths):  # bitsandbytes quantizes weights in blocks of 64 inputs
+            raise UserError(
+                f"{cfg.method} needs layer widths that are multiples of 64; {cfg.model} has {sorted(set(widths))}. "
+                "Use another method or a larger model."
+            )
     if cfg.encoder_dropout is not None:
         set_dropout(encoder, cfg.encoder_dropout)
     model = IntentClassifier(encoder, num_labels, cfg.pooling, cfg.dropout)
