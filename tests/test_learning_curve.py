@@ -34,6 +34,7 @@ def curve(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: s
     return out
 
 
+@pytest.mark.slow
 def test_cells_sample_their_own_data_and_share_the_test_set(curve: Path) -> None:
     runs = sorted(curve.glob("head/size-4/seed-*"))
     assert [r.name for r in runs] == ["seed-42", "seed-43"]
@@ -54,12 +55,14 @@ def test_cells_sample_their_own_data_and_share_the_test_set(curve: Path) -> None
     assert whole["run"]["dataset"]["sizes"]["train"] > 16
 
 
+@pytest.mark.slow
 def test_small_runs_take_at_least_min_steps(curve: Path) -> None:
     cfg = yaml.safe_load((curve / "head" / "size-4" / "seed-42" / "config.yaml").read_text())
     # 16 examples in batches of 8: 2 steps an epoch, so 12 steps need 6 epochs instead of the 2 asked
     assert cfg["epochs"] == 6 and cfg["min_steps"] == 12 and cfg["train_size"] == "4"
 
 
+@pytest.mark.slow
 def test_the_report_has_learning_curves(curve: Path) -> None:
     md = (curve / "report" / "report.md").read_text()
     assert "## Learning curves" in md
