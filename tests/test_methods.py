@@ -129,3 +129,20 @@ def test_a_head_run_trains_on_features_computed_once(
     ds = dataset_for(read_config(out))
     reloaded = Predictor.from_run(out).logits(ds.test.texts).argmax(1)
     assert np.array_equal(reloaded, recorded)  # the saved full model is the one that was trained
+
+
+def test_frozen_linears_in_bf16_change_nothing_under_autocast(tiny_model: str) -> None:
+    import copy
+
+    from intentlab.models.classifier import frozen_linears_to_bf16
+
+    model = make(tiny_model, "lora", target_modules=["all-linear"]).eval()
+    cast = copy.deepcopy(model)
+    # the 12 adapted base layers and peft's frozen copy of the head; the trained head stays fp32
+    assert frozen_linears_to_bf16(cast) == 13
+    assert cast.base_model.model.classifier.modules_to_save["default"].weight.dtype == torch.float32
+    ids = torch.tensor([[101, 2054, 2003, 1037, 2742, 102]])
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        b = cast(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert torch.equal(a, b)

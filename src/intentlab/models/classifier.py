@@ -304,6 +304,20 @@ def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module
     return apply_method(cfg, model, total_steps)
 
 
+def frozen_linears_to_bf16(model: nn.Module) -> int:
+    """Store the frozen linear layers' weights in bf16 once (adapter methods under bf16 autocast), instead
+    of casting fp32 weights to bf16 at every forward; trained weights, LayerNorms and embeddings stay
+    fp32. The matmuls see exactly the bf16 values autocast would have made. Returns the layers cast."""
+    n = 0
+    for module in model.modules():
+        if type(module) is nn.Linear and not module.weight.requires_grad:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+            if module.bias is not None and not module.bias.requires_grad:
+                module.bias.data = module.bias.data.to(torch.bfloat16)
+            n += 1
+    return n
+
+
 def count_params(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameters; peft's frozen copies of saved modules are not counted twice."""
     trainable = total = 0

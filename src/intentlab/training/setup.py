@@ -22,6 +22,7 @@ from intentlab.models.classifier import (
     build_model,
     count_params,
     features_are_fixed,
+    frozen_linears_to_bf16,
     head_modules,
     load_tokenizer,
     position_limit,
@@ -108,6 +109,8 @@ class Setup:
         set_seed(cfg.seed)
         model = build_model(cfg, len(self.ds.labels), total_steps=steps)
         self.trainable, self.total = count_params(model)
+        if cfg.bf16 and self.method.adapter and not self.method.encoder_options:
+            frozen_linears_to_bf16(model)  # no per-step weight casts under bf16 autocast
         self.full_model = model  # what is saved; the trained module differs when features are cached
         self.cached: dict[str, torch.Tensor] | None = None
         # Every process walks the same global batches and keeps its own share (see Collator), so a run on
