@@ -30,6 +30,12 @@ from intentlab.runs import RunResult
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def peft_name(name: str) -> str:
+    """The adapter's name inside peft: with a '-', which no module path holds (peft's AdaLoRA loading
+    misreads rank-pattern keys that contain the adapter name, e.g. 'm' in 'intermediate')."""
+    return f"adapter-{name}"
+
+
 class SharedAdapterView(nn.Module):
     """One adapter of a shared base, seen as a classifier: switches the base to its adapter, pools
     with the one pooling function and applies its own head (classifier, and pooler when trained)."""
@@ -179,11 +185,11 @@ class Registry:
         try:
             base = self._attach(base, name, config, info, adapter_state)
             head = self._head(base, labels, head_state)
-            view = SharedAdapterView(base, name, head, info["pooling"])
+            view = SharedAdapterView(base, peft_name(name), head, info["pooling"])
             backend = self._backend(view, load_tokenizer(str(folder)), info, run)
         except Exception as e:
-            if shared and name in base.peft_config:
-                base.delete_adapter(name)  # leave the shared base exactly as it was
+            if shared and peft_name(name) in base.peft_config:
+                base.delete_adapter(peft_name(name))  # leave the shared base exactly as it was
             if isinstance(e, UserError):
                 raise
             raise UserError(
@@ -231,10 +237,10 @@ class Registry:
             encoder = load_encoder(info["base_model"], info["pooling"], **encoder_options(info))
             shell = IntentClassifier(encoder, num_labels=1, pooling=info["pooling"], dropout=0.0)
             shell.name_or_path = info["base_model"]
-            base = get_peft_model(shell, config, adapter_name=name)
+            base = get_peft_model(shell, config, adapter_name=peft_name(name))
         else:
-            base.add_adapter(name, config)
-        res = set_peft_model_state_dict(base, state, adapter_name=name)
+            base.add_adapter(peft_name(name), config)
+        res = set_peft_model_state_dict(base, state, adapter_name=peft_name(name))
         unexpected = list(getattr(res, "unexpected_keys", []))
         if unexpected:
             raise UserError(
@@ -268,7 +274,7 @@ class Registry:
                 if len(base.peft_config) == 1:
                     del self.bases[entry.shared_key]  # last adapter: free the base
                 else:
-                    base.delete_adapter(name)
+                    base.delete_adapter(peft_name(name))
 
     # ------------------------------------------------------------------ inference
     def encode(self, name: str, texts: list[str]) -> list[list[int]]:
