@@ -75,8 +75,8 @@ def test_reload_serve_and_merge_reproduce_the_run(adalora_run: Path, tmp_path: P
     assert evaluate_run(adalora_run)["accuracy"] == recorded["accuracy"]
     texts = ["i lost my card", "how do i top up my account"]
     want = Predictor.from_run(adalora_run).predict(texts, top_k=2)
-    # served as "m": peft once misread AdaLoRA rank-pattern keys containing the adapter's name ("interMediate")
-    with TestClient(create_app([str(adalora_run)], names=["m"])) as client:
+    # served as "q": peft once misread AdaLoRA rank-pattern keys holding the adapter's name ("Query")
+    with TestClient(create_app([str(adalora_run)], names=["q"])) as client:
         got = client.post("/v1/predict", json={"texts": texts, "top_k": 2}).json()["predictions"]
     assert [[(p["intent"], p["probability"]) for p in g["intents"]] for g in got] == want
     report = export_run(adalora_run, tmp_path / "merged", merge=True)

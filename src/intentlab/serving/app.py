@@ -177,7 +177,7 @@ def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: 
         return {"adapters": [e.describe() for e in list(registry.entries.values())]}
 
     @app.post("/v1/predict", openapi_extra=_schema(PredictRequest))
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> Response:
         req: PredictRequest = await parse_body(request, PredictRequest)
         if req.top_k > limits.max_top_k:
             raise HTTPException(422, f"top_k {req.top_k} is over the limit of {limits.max_top_k}")
@@ -200,11 +200,12 @@ def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: 
             ) from None
         except UserError as e:
             raise HTTPException(422, str(e)) from None
-        return {
+        body = {
             "adapter": name,
             "predictions": [{"text": t, **p} for t, p in zip(req.texts, preds, strict=True)],
             "milliseconds": round(1000 * (time.perf_counter() - t0), 2),
         }
+        return Response(json.dumps(body).encode(), media_type="application/json")  # no per-field re-encoding
 
 
 def _admin_routes(app: FastAPI, registry: Registry, batcher: Batcher, token: str | None, root: Path) -> None:

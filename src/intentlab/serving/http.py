@@ -1,9 +1,9 @@
 """HTTP-level defences of `intentlab serve`: slow and stuck clients cannot hold the server.
 
-- `RequestDeadlineProtocol`: uvicorn's h11 protocol with a deadline for a request's line and headers
-  (uvicorn has none: its keep-alive timeout only covers the idle time between requests). A connection
-  that has not sent a whole header block within `header_timeout_s` gets 408 and is closed, so idle or
-  trickling connections cannot pile up.
+- A deadline for a request's line and headers on uvicorn's protocol (httptools when installed, else
+  h11): uvicorn has none, its keep-alive timeout only covers the idle time between requests. A
+  connection that has not sent a whole header block within `header_timeout_s` gets 408 and is
+  closed, so idle or trickling connections cannot pile up.
 - `BodyLimit`: ASGI middleware that reads a request body whole before the app sees it, within a size
   limit (413) and a *total* deadline (408): one byte every few seconds does not keep it open.
 - `server_config()`: the uvicorn settings `intentlab serve` runs with (tests start the same server).
@@ -42,29 +42,75 @@ class RequestDeadlineProtocol(H11Protocol):
             self._disarm()  # the request line and headers are in
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        _disarm(self)
         super().connection_lost(exc)
 
     def _arm(self) -> None:
-        self._disarm()
-        self._header_timer = asyncio.get_running_loop().call_later(self.header_timeout_s, self._expire)
+        _arm(self, lambda: self.conn.their_state is h11.IDLE)
 
     def _disarm(self) -> None:
-        timer = getattr(self, "_header_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._header_timer = None
-
-    def _expire(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            body = json.dumps({"detail": f"request headers not received within {self.header_timeout_s:g} s"})
-            self.transport.write(HEADER_408 % (len(body), body.encode()))
-            self.transport.close()
+        _disarm(self)
 
 
-def protocol_with(header_timeout_s: float) -> type[RequestDeadlineProtocol]:
-    return type("RequestDeadlineProtocol", (RequestDeadlineProtocol,), {"header_timeout_s": header_timeout_s})
+def _arm(protocol: Any, waiting: Any) -> None:
+    """(Re)start the header deadline of `protocol`; on expiry, if `waiting()` still holds, 408 + close."""
+    _disarm(protocol)
+
+    def expire() -> None:
+        protocol._header_timer = None
+        if waiting() and not protocol.transport.is_closing():
+            body = json.dumps(
+                {"detail": f"request headers not received within {protocol.header_timeout_s:g} s"}
+            )
+            protocol.transport.write(HEADER_408 % (len(body), body.encode()))
+            protocol.transport.close()
+
+    protocol._header_timer = asyncio.get_running_loop().call_later(protocol.header_timeout_s, expire)
+
+
+def _disarm(protocol: Any) -> None:
+    timer = getattr(protocol, "_header_timer", None)
+    if timer is not None:
+        timer.cancel()
+        protocol._header_timer = None
+
+
+def _httptools_protocol() -> type | None:
+    """The same deadline on uvicorn's faster httptools protocol, when httptools is installed."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return None
+
+    class HttpToolsDeadlineProtocol(HttpToolsProtocol):
+        header_timeout_s = 10.0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._headers_in = False
+            _arm(self, lambda: not self._headers_in)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._headers_in = False
+            _arm(self, lambda: not self._headers_in)
+
+        def on_headers_complete(self) -> None:
+            self._headers_in = True
+            _disarm(self)
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            _disarm(self)
+            super().connection_lost(exc)
+
+    return HttpToolsDeadlineProtocol
+
+
+def protocol_with(header_timeout_s: float) -> type:
+    """The deadline protocol (httptools when installed, else h11) with this header timeout."""
+    base = _httptools_protocol() or RequestDeadlineProtocol
+    return type(base.__name__, (base,), {"header_timeout_s": header_timeout_s})
 
 
 class BodyLimit:
