@@ -146,3 +146,18 @@ def test_frozen_linears_in_bf16_change_nothing_under_autocast(tiny_model: str) -
         a = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         b = cast(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
+def test_attention_kernel_reaches_the_encoder_and_gives_the_same_outputs(
+    tiny_model: str, kernel: str
+) -> None:
+    model, default = make(tiny_model, "full", attention=kernel), make(tiny_model, "full")
+    assert {m.config._attn_implementation for m in model.modules() if hasattr(m, "config")} == {kernel}
+    batch = {
+        "input_ids": torch.tensor([[101, 2054, 2003, 102, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 0]]),
+    }
+    model.eval(), default.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch), default(**batch), rtol=1e-4, atol=1e-5)

@@ -93,6 +93,9 @@ class Config:
         None, "bf16 autocast (weights and optimizer stay fp32); default: on where the hardware has fast bf16"
     )
     compile: bool = _f(False, "torch.compile the model (pays off only for long runs)")
+    attention: str | None = _f(
+        None, "attention kernel: sdpa or eager (explicit matmuls) [default: eager under CPU bf16, else sdpa]"
+    )
     bucket_batches: int = _f(64, "length bucketing: shuffle chunks of this many batches, sort within a chunk")
     checkpoint_steps: int = _f(0, "also write a resumable checkpoint every N steps (0: at epoch ends only)")
     track: str | None = _f(
@@ -358,6 +361,7 @@ def validate(cfg: Config) -> None:
     need(cfg.threads is None or cfg.threads >= 1, f"threads must be at least 1, got {cfg.threads}")
     need(cfg.lora_r >= 1, f"lora_r must be at least 1, got {cfg.lora_r}")
     need(cfg.ood_k >= 1, f"ood_k must be at least 1, got {cfg.ood_k}")
+    need(cfg.attention in (None, "sdpa", "eager"), f"attention must be sdpa or eager, got {cfg.attention!r}")
     need(cfg.min_steps >= 0, f"min_steps must be 0 or more, got {cfg.min_steps}")
     need(
         cfg.setfit_iterations >= 1 and cfg.setfit_max_pairs >= 1,

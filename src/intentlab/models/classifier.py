@@ -288,9 +288,11 @@ def set_dropout(module: nn.Module, p: float) -> None:
 def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module:
     """Encoder + head from pretrained weights, with the method applied (`total_steps`: the run's
     optimizer steps, for methods whose schedule depends on it)."""
-    options = get(cfg.method).encoder_options
-    encoder = load_encoder(cfg.model, cfg.pooling, **(options() if options else {}))
-    if options and "quantization_config" in options():
+    options = dict(get(cfg.method).encoder_options() if get(cfg.method).encoder_options else {})
+    if cfg.attention:
+        options["attn_implementation"] = cfg.attention
+    encoder = load_encoder(cfg.model, cfg.pooling, **options)
+    if "quantization_config" in options:
         widths = [m.in_features for m in encoder.modules() if hasattr(m, "in_features")]
         if any(w % 64 for w in widths):  # bitsandbytes quantizes weights in blocks of 64 inputs
             raise UserError(
