@@ -4,6 +4,7 @@ training loop, and its runs reload, serve and export like every other adapter's.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,12 @@ def test_reload_serve_and_merge_reproduce_the_run(adalora_run: Path, tmp_path: P
     report = export_run(adalora_run, tmp_path / "merged", merge=True)
     art = report["artifacts"]["transformers"]
     assert art["top1_agreement"] == 1.0 and art["max_prob_diff"] <= art["tolerance"]
+
+
+def test_reloading_does_not_warn_about_its_own_rank_pattern(adalora_run: Path) -> None:
+    from intentlab.inference.predictor import Predictor
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Predictor.from_run(adalora_run)
+    assert not [w for w in caught if "rank_pattern" in str(w.message)]

@@ -33,10 +33,19 @@ from intentlab.models.methods import ALL_WEIGHTS, HEAD_ONLY, PeftContext, get
 
 def quiet_transformers() -> None:
     """Silence transformers' weight-loading bars and notices; intentlab prints its own progress."""
+    import warnings
+
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # peft warns that a loaded AdaLoRA adapter's rank_pattern keys (its `...lora_E` parameter names)
+    # match no module: AdaLoRA resizes by those keys itself, so the warning is false for it alone
+    warnings.filterwarnings(
+        "ignore",
+        message=r"The following rank_pattern keys did not match any targeted module and were ignored: \['[^']*\.lora_E'",
+        category=RuntimeWarning,
+    )
 
 
 def resolve_model_path(name: str) -> str:
