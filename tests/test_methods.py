@@ -96,6 +96,7 @@ def test_a_head_run_trains_on_features_computed_once(
     tmp_path: object, tiny_model: str, toy_data: str
 ) -> None:
     import json
+    import time
     from pathlib import Path
 
     import numpy as np
@@ -106,14 +107,19 @@ def test_a_head_run_trains_on_features_computed_once(
     from intentlab.inference.predictor import Predictor
     from intentlab.runs import read_config
 
-    calls = {"n": 0}
+    calls = {"n": 0, "seconds": 0.0}
     from intentlab.models import classifier
 
     real = classifier.IntentClassifier.features
 
     def counting(self: object, *a: object, **k: object) -> torch.Tensor:
         calls["n"] += 1
-        return real(self, *a, **k)
+        t0 = time.perf_counter()
+        try:
+            time.sleep(0.3)  # a slow encoder: its pass must show in the recorded training time
+            return real(self, *a, **k)
+        finally:
+            calls["seconds"] += time.perf_counter() - t0
 
     classifier.IntentClassifier.features = counting  # type: ignore[method-assign]
     try:
@@ -125,6 +131,10 @@ def test_a_head_run_trains_on_features_computed_once(
         classifier.IntentClassifier.features = real  # type: ignore[method-assign]
     # one encoder pass per inference batch of each split, not one per training step of every epoch
     assert calls["n"] <= 6, calls
+    # the encoder pass is the bulk of such a run's work, so it counts as training time, with the epochs
+    epochs = [json.loads(line)["epoch_seconds"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_seconds = json.loads((out / "result.json").read_text())["train"]["train_seconds"]
+    assert train_seconds >= calls["seconds"] + sum(epochs)
     recorded = json.loads((out / "test_predictions.json").read_text())["y_pred"]
     ds = dataset_for(read_config(out))
     reloaded = Predictor.from_run(out).logits(ds.test.texts).argmax(1)

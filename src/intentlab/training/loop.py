@@ -268,7 +268,8 @@ def _fit(
         table.row(row)
     rss_before = rss_mb()
     real_tokens = sum(len(t) for t in setup.tokens["train"])
-    fit_start = time.perf_counter() - state.elapsed
+    # a cached-features run's encoder pass (every split, done in Setup) counts as training time
+    fit_start = time.perf_counter() - state.elapsed - setup.encode_seconds
     while state.epoch <= cfg.epochs and not state.done:
         epoch_start = time.perf_counter() - state.epoch_elapsed
         loss_total, seen_all = _train_epoch(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -113,10 +114,13 @@ class Setup:
             frozen_linears_to_bf16(model)  # no per-step weight casts under bf16 autocast
         self.full_model = model  # what is saved; the trained module differs when features are cached
         self.cached: dict[str, torch.Tensor] | None = None
+        self.encode_seconds = 0.0  # the one encoder pass of a cached-features run: part of its training time
         # Every process walks the same global batches and keeps its own share (see Collator), so a run on
         # N processes sees exactly the batches of a 1-process run with the same global batch size.
         if features_are_fixed(cfg):
+            t0 = time.perf_counter()
             self.cached = self._encode_once(model, accelerator)
+            self.encode_seconds = time.perf_counter() - t0
             model = HeadOnly(model)
             self.collate: Any = B.FeatureCollator(
                 self.cached["train"], self.y["train"], accelerator.process_index, accelerator.num_processes
