@@ -129,3 +129,15 @@ def test_every_shipped_sweep_space_loads(space: Path) -> None:
     from intentlab.training.sweep import load_space
 
     assert load_space(space.stem, str(space))
+
+
+def test_methods_flag_picks_a_subset_of_a_plan(tmp_path: Path) -> None:
+    from intentlab.training.compare import plan_cells
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("methods: [baseline, lora]\nseeds: 2\nlora: {lora_r: 4}\n")
+    cells = plan_cells(["baseline"], None, {}, str(plan))  # lora's section belongs to the plan, not a stray
+    assert [c.cfg.method for c in cells] == ["baseline", "baseline"]
+    plan.write_text("methods: [baseline]\nlroa: {lora_r: 4}\n")
+    with pytest.raises(UserError, match="neither settings nor listed methods"):
+        plan_cells(None, None, {}, str(plan))

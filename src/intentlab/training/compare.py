@@ -82,7 +82,9 @@ def plan_cells(
     if default_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {default_seeds}.")
     common = plan.get("common") or {}
-    known = {"methods", "seeds", "common", *names}
+    listed = plan.get("methods") or []
+    listed = [m.strip() for m in listed.split(",")] if isinstance(listed, str) else list(listed)
+    known = {"methods", "seeds", "common", *names, *listed}  # --methods may pick a subset of the plan's
     stray = sorted(set(plan) - known)
     if stray:
         raise UserError(
