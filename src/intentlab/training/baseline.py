@@ -23,8 +23,8 @@ from intentlab.inference.ood_run import fit_run_ood, wants_ood
 from intentlab.models import tfidf
 from intentlab.models.io import write_model_info
 from intentlab.models.methods import TFIDF
-from intentlab.runs import CONFIG, EpochRow, RunResult, Scores, TrainInfo, provenance, write_record
-from intentlab.training.measure import peak_memory_mb, reset_peak_rss, run_info
+from intentlab.runs import CONFIG, RunResult, Scores, provenance, write_record
+from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info
 
 
 def train_baseline(
@@ -56,18 +56,6 @@ def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
     test_margins = tfidf.margins(pipe, ds.test.texts)
     test = metrics(ds.ids(ds.test), test_margins, ds.labels)
     test["loss"] = None  # SVM margins are not probabilities: no cross-entropy
-    row = EpochRow(
-        epoch=1,
-        train_loss=None,
-        val_loss=None,
-        val_accuracy=val["accuracy"],
-        val_f1_macro=val["f1_macro"],
-        val_f1_weighted=val["f1_weighted"],
-        epoch_seconds=fit_seconds,
-        train_examples_per_second=len(ds.train) / fit_seconds,
-        lr=None,
-        elapsed_seconds=fit_seconds,
-    )
     n_params = tfidf.parameter_count(pipe)
     out = run_dir.claim()
     D.print_warnings(ds)
@@ -78,17 +66,15 @@ def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
     write_model_info(model_dir, cfg, ds.labels, weights=TFIDF)
     result = RunResult(
         run=run_info(cfg, ds, started, tfidf.NAME, {**D.describe(ds), "source": ds.source}),
-        train=TrainInfo(
-            epochs=[row],
-            best_epoch=1,
-            best_val_accuracy=val["accuracy"],
-            trainable_params=n_params,
-            total_params=n_params,
-            train_seconds=fit_seconds,
-            peak_memory_mb=peak_memory_mb()[0],
-            memory_kind="process_peak_rss",
-            checkpoint_bytes=size,
-            train_accuracy=metrics(ds.ids(ds.train), tfidf.margins(pipe, ds.train.texts))["accuracy"],
+        train=one_pass_train_info(
+            val,
+            fit_seconds,
+            len(ds.train),
+            n_params,
+            size,
+            metrics(ds.ids(ds.train), tfidf.margins(pipe, ds.train.texts))["accuracy"],
+            val_loss=None,  # SVM margins are not probabilities: no cross-entropy
+            lr=None,
         ),
         test=Scores(**test),
         meta=provenance(),

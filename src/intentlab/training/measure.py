@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from intentlab.runs import RunInfo
+from intentlab.runs import EpochRow, RunInfo, TrainInfo
 
 
 def test_fingerprint(ds: Any) -> str:
@@ -103,3 +103,41 @@ def peak_memory_mb(device: Any = None) -> tuple[float, str]:
     if hwm is not None:
         return hwm, "process_peak_rss"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss_lifetime"
+
+
+def one_pass_train_info(
+    val: dict[str, Any],
+    seconds: float,
+    examples: int,
+    params: int,
+    checkpoint_bytes: int,
+    train_accuracy: float,
+    val_loss: float | None,
+    lr: float | None,
+) -> TrainInfo:
+    """The training record of a method fitted in one pass (TF-IDF, SetFit): one row, the best epoch
+    is that pass, every parameter trained; `examples` are what the pass went through (texts, pairs)."""
+    row = EpochRow(
+        epoch=1,
+        train_loss=None,
+        val_loss=val_loss,
+        val_accuracy=val["accuracy"],
+        val_f1_macro=val["f1_macro"],
+        val_f1_weighted=val["f1_weighted"],
+        epoch_seconds=seconds,
+        train_examples_per_second=examples / seconds,
+        lr=lr,
+        elapsed_seconds=seconds,
+    )
+    return TrainInfo(
+        epochs=[row],
+        best_epoch=1,
+        best_val_accuracy=val["accuracy"],
+        trainable_params=params,
+        total_params=params,
+        train_seconds=seconds,
+        peak_memory_mb=peak_memory_mb()[0],
+        memory_kind="process_peak_rss",
+        checkpoint_bytes=checkpoint_bytes,
+        train_accuracy=train_accuracy,
+    )

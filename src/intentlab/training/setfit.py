@@ -27,8 +27,8 @@ from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.folders import OutputDir, write_text_atomic
-from intentlab.runs import CONFIG, EpochRow, RunResult, Scores, TrainInfo, provenance, write_record
-from intentlab.training.measure import peak_memory_mb, reset_peak_rss, run_info
+from intentlab.runs import CONFIG, RunResult, Scores, provenance, write_record
+from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info
 
 
 def import_setfit() -> Any:
@@ -134,18 +134,6 @@ def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
     logits = {s: backend.run(ds.split(s).texts).logits for s in ("train", "validation", "test")}
     val = metrics(ds.ids(ds.validation), logits["validation"])
     test = metrics(ds.ids(ds.test), logits["test"], ds.labels)
-    row = EpochRow(
-        epoch=1,
-        train_loss=None,
-        val_loss=val["loss"],
-        val_accuracy=val["accuracy"],
-        val_f1_macro=val["f1_macro"],
-        val_f1_weighted=val["f1_weighted"],
-        epoch_seconds=seconds,
-        train_examples_per_second=pairs / seconds,
-        lr=cfg.lr,
-        elapsed_seconds=seconds,
-    )
     total, _ = count_params(clf)
     out = run_dir.claim()
     D.print_warnings(ds)
@@ -154,17 +142,15 @@ def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
     dataset = {**D.describe(ds), "source": ds.source, "setfit_pairs": pairs}
     result = RunResult(
         run=run_info(cfg, ds, started, cfg.model, dataset),
-        train=TrainInfo(
-            epochs=[row],
-            best_epoch=1,
-            best_val_accuracy=val["accuracy"],
-            trainable_params=total,
-            total_params=total,
-            train_seconds=seconds,
-            peak_memory_mb=peak_memory_mb()[0],
-            memory_kind="process_peak_rss",
-            checkpoint_bytes=size,
-            train_accuracy=metrics(ds.ids(ds.train), logits["train"])["accuracy"],
+        train=one_pass_train_info(
+            val,
+            seconds,
+            pairs,
+            total,
+            size,
+            metrics(ds.ids(ds.train), logits["train"])["accuracy"],
+            val_loss=val["loss"],
+            lr=cfg.lr,
         ),
         test=Scores(**test),
         meta=provenance(),
