@@ -140,3 +140,18 @@ def test_unmerged_export_is_verified_from_the_exported_files(
     art = report["artifacts"]["intentlab adapter"]
     assert art["top1_agreement"] == 1.0 and art["max_prob_diff"] == 0.0
     assert json.loads((tmp_path / "export" / "export_verification.json").read_text())["n"] == report["n"]
+
+
+def test_the_repository_tracks_no_pickles_or_training_leftovers() -> None:
+    """A test once left the setfit library's ./checkpoints (optimizer.pt, training_args.bin: pickles)
+    in the working tree, and it was committed."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).parents[1]
+    if not (root / ".git").exists() or not shutil.which("git"):
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
+    bad = [f for f in tracked.splitlines() if f.endswith((".pt", ".pth", ".bin", ".pkl", ".joblib"))]
+    bad += [f for f in tracked.splitlines() if f.startswith(("checkpoints/", "runs/"))]
+    assert not bad, bad

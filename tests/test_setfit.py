@@ -39,14 +39,20 @@ def test_the_head_becomes_a_linear_layer_with_the_same_probabilities(tiny_model:
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
-def test_a_setfit_run_is_an_ordinary_run(tmp_path: Path, tiny_model: str, toy_data: str) -> None:
+def test_a_setfit_run_is_an_ordinary_run(
+    tmp_path: Path, tiny_model: str, toy_data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from intentlab.data import dataset_for
     from intentlab.inference.predictor import Predictor
     from intentlab.runs import read_config
 
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     out = tmp_path / "setfit"
     args = [*tiny_args(tiny_model, toy_data, 1), "--setfit-max-pairs", "32"]
     assert main(["train", "--method", "setfit", "--out", str(out), *args]) == 0
+    assert not list(cwd.iterdir())  # the setfit library's checkpoints/ never lands in the user's folder
     files = {p.name for p in (out / "model").iterdir()}
     assert "model.safetensors" in files and not any(f.endswith((".pkl", ".joblib")) for f in files)
     info = json.loads((out / "model" / "intentlab.json").read_text())

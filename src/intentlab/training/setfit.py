@@ -16,6 +16,7 @@ default trains on every pair, hours on a CPU at 10 examples per intent on Bankin
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,7 +68,12 @@ def _fit(cfg: Config, ds: D.Dataset) -> tuple[Any, float, int]:
         torch.set_num_threads(cfg.threads)
     model = SetFitModel.from_pretrained(resolve_model_path(cfg.model), trust_remote_code=False)
     pairs = min(cfg.setfit_max_pairs, 2 * cfg.setfit_iterations * len(ds.train))
+    scratch = tempfile.TemporaryDirectory(
+        prefix="intentlab-setfit-"
+    )  # the library's default is ./checkpoints
     args = TrainingArguments(
+        output_dir=scratch.name,
+        save_strategy="no",  # intentlab saves the finished model itself, into the run folder
         batch_size=cfg.batch_size,
         num_epochs=cfg.epochs,
         num_iterations=cfg.setfit_iterations,
@@ -81,7 +87,8 @@ def _fit(cfg: Config, ds: D.Dataset) -> tuple[Any, float, int]:
     )
     train = HFDataset.from_dict({"text": ds.train.texts, "label": ds.ids(ds.train)})
     t0 = time.perf_counter()
-    Trainer(model=model, args=args, train_dataset=train).train()
+    with scratch:
+        Trainer(model=model, args=args, train_dataset=train).train()
     return model, time.perf_counter() - t0, pairs
 
 
