@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import make_rows, write_csv  # noqa: E402  (the tests' fixture data)
+from conftest import OUT_OF_SCOPE, make_rows, write_csv, write_oos_csv  # noqa: E402  (the tests' fixture data)
 
 
 def cli(*args: str, preexec: object = None) -> tuple[int, str]:
@@ -217,7 +217,7 @@ def main() -> None:
         (
             "CLI",
             "unknown method",
-            ["train", "--method", "qlora", "--out", str(work / "x")],
+            ["train", "--method", "xlora", "--out", str(work / "x")],
             "test_cli_errors.py::test_bad_options",
         ),
         (
@@ -257,6 +257,7 @@ def main() -> None:
             "test_resume.py::test_resume_refusals",
         ),
         *extra,
+        *_oos_and_curve_inputs(work, good, common),
     ]
     out = [
         "# Bad input: what users see",
@@ -284,6 +285,66 @@ def main() -> None:
     (ROOT / "docs" / "bad-input.md").write_text("\n".join(out) + "\n")
     print("\n".join(out))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _oos_and_curve_inputs(work: Path, good: Path, common: list[str]) -> list[tuple]:
+    """Out-of-scope detection (issue 12) and learning curves on Ray (issue 15)."""
+    oos = work / "oos-data"
+    oos.mkdir()
+    write_oos_csv(oos / "train.csv", [*make_rows(30, seed=1), {"text": "sing a song", "label": "oos"}])
+    out_rows = [{**r, "label": "oos"} for r in make_rows(4, seed=2, intents=OUT_OF_SCOPE)]
+    write_oos_csv(oos / "test.csv", make_rows(6, seed=2) + out_rows)
+    no_inscope = work / "oos-no-inscope-validation"
+    no_inscope.mkdir()
+    write_oos_csv(no_inscope / "train.csv", make_rows(30, seed=1))
+    write_oos_csv(no_inscope / "validation.csv", [{"text": "play music", "label": "oos"}] * 3)
+    write_oos_csv(no_inscope / "test.csv", make_rows(6, seed=2) + out_rows)
+    head = ["train", "--method", "head", "--out", str(work / "new"), *common]
+    curve = ["compare", "--out", str(work / "new"), "--methods", "baseline", "--data", str(good), *common]
+    return [
+        (
+            "out of scope",
+            "out-of-scope rows in train without --oos-as-class",
+            [*head, "--data", str(oos)],
+            "test_ood.py::test_bad_out_of_scope_input",
+        ),
+        (
+            "out of scope",
+            "a --group-column that does not exist",
+            [*head, "--data", str(oos), "--group-column", "nope"],
+            "test_ood.py::test_bad_out_of_scope_input",
+        ),
+        (
+            "out of scope",
+            "a validation split without in-scope rows",
+            [*head, "--data", str(no_inscope)],
+            "test_ood.py::test_bad_out_of_scope_input",
+        ),
+        (
+            "learning curves",
+            "a train size larger than the smallest intent allows",
+            [*curve, "--train-sizes", "40"],
+            "test_learning_curve.py::test_bad_train_sizes",
+        ),
+        (
+            "learning curves",
+            "a train size of 0",
+            [*curve, "--train-sizes", "0"],
+            "test_learning_curve.py::test_bad_train_sizes",
+        ),
+        (
+            "learning curves",
+            "a fraction above 1",
+            [*curve, "--train-sizes", "1.5"],
+            "test_learning_curve.py::test_bad_train_sizes",
+        ),
+        (
+            "learning curves",
+            "--executor ray with an unreachable cluster",
+            [*curve, "--executor", "ray", "--address", "ray://127.0.0.1:1"],
+            "test_ray.py::test_an_unreachable_cluster_is_one_line",
+        ),
+    ]
 
 
 def _disk_full() -> None:
