@@ -72,6 +72,24 @@ def test_the_report_has_learning_curves(curve: Path) -> None:
     assert Counter(line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| **head"))
 
 
+@pytest.mark.slow
+def test_methods_are_only_compared_at_equal_train_sizes(curve: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from intentlab.reporting.report import build_report
+
+    runs = tmp_path / "runs"
+    shutil.copytree(curve, runs, ignore=shutil.ignore_patterns("report"))
+    for seed in ("seed-42", "seed-43"):
+        shutil.rmtree(runs / "head" / seed)  # head stops at 8 per intent; the baseline has all the data
+    build_report([runs], tmp_path / "report")
+    tests = json.loads((tmp_path / "report" / "summary.json").read_text())["tests"]
+    assert not [pair for pair in tests if "head" in pair]  # head@8 is never paired with the baseline on all
+    md = (tmp_path / "report" / "report.md").read_text()
+    findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert "At 8 per intent" in findings  # it is compared where both have that size
+
+
 @pytest.mark.parametrize(
     ("sizes", "needle"),
     [

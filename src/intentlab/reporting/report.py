@@ -80,13 +80,11 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
 
 
 def largest_size(groups: dict[str, list[RunRecord]]) -> dict[str, list[RunRecord]]:
-    """The groups trained on the most data of each method (all of them when there are no train sizes)."""
-    best: dict[str, str] = {}
-    for name, runs in groups.items():
-        base = runs[0].base_name
-        if base not in best or size_key(runs[0].size) > size_key(groups[best[base]][0].size):
-            best[base] = name
-    return {name: groups[name] for name in groups if name in best.values()}
+    """The groups trained at the study's largest train size (all of them when there are no train sizes):
+    methods are only compared on equal data; a method missing from that size is compared, size by size,
+    in the learning-curve section."""
+    top = max(size_key(runs[0].size) for runs in groups.values())
+    return {name: runs for name, runs in groups.items() if size_key(runs[0].size) == top}
 
 
 def _plural(n: int, word: str) -> str:
