@@ -82,14 +82,32 @@ def analyse(groups: dict[str, list[RunRecord]]) -> dict[str, Any]:
         for s in sizes
         if s in table[a] and s in table[b]
     }
+    every = [r for per in table.values() for runs in per.values() for r in runs]
     return {
         "rows": rows,
+        "compute": {
+            "runs": len(every),
+            "train_hours": sum(r.result.train.train_seconds for r in every) / 3600,
+            "wall_hours": sum(_wall_seconds(r) for r in every) / 3600,
+        },
         "sizes": sizes,
         "floor": floor,
         "vs_floor": vs_floor,
         "crossings": crossings,
         "table": table,
     }
+
+
+def _wall_seconds(r: RunRecord) -> float:
+    """started -> finished of a run (its training, evaluation and writing); its train time if unknown."""
+    from datetime import datetime
+
+    info = r.result.run
+    try:
+        span = datetime.fromisoformat(info.finished_at) - datetime.fromisoformat(info.started_at)
+        return span.total_seconds()
+    except ValueError:
+        return r.result.train.train_seconds
 
 
 def _chart(
@@ -170,6 +188,12 @@ def section(doc: Doc, analysis: dict[str, Any], figs: Path) -> None:
             for r in rows
         ],
         sortable=True,
+    )
+    c = analysis["compute"]
+    doc.p(
+        f"Total compute: {c['runs']} runs, {c['train_hours']:.2f} h of training (the sum of every run's "
+        f"train time) and {c['wall_hours']:.2f} h from start to finish of each run (evaluation and writing "
+        "included), summed over runs."
     )
     doc.img(
         _chart(
