@@ -87,8 +87,8 @@ def analyse(groups: dict[str, list[RunRecord]]) -> dict[str, Any]:
         "rows": rows,
         "compute": {
             "runs": len(every),
-            "train_hours": sum(r.result.train.train_seconds for r in every) / 3600,
-            "wall_hours": sum(_wall_seconds(r) for r in every) / 3600,
+            "train_seconds": sum(r.result.train.train_seconds for r in every),
+            "wall_seconds": sum(_wall_seconds(r) for r in every),
         },
         "sizes": sizes,
         "floor": floor,
@@ -96,6 +96,12 @@ def analyse(groups: dict[str, list[RunRecord]]) -> dict[str, Any]:
         "crossings": crossings,
         "table": table,
     }
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _wall_seconds(r: RunRecord) -> float:
@@ -191,9 +197,9 @@ def section(doc: Doc, analysis: dict[str, Any], figs: Path) -> None:
     )
     c = analysis["compute"]
     doc.p(
-        f"Total compute: {c['runs']} runs, {c['train_hours']:.2f} h of training (the sum of every run's "
-        f"train time) and {c['wall_hours']:.2f} h from start to finish of each run (evaluation and writing "
-        "included), summed over runs."
+        f"Total compute: {c['runs']} runs, {_duration(c['train_seconds'])} of training (the sum of every "
+        f"run's train time) and {_duration(c['wall_seconds'])} from start to finish of each run (evaluation "
+        "and writing included), summed over runs."
     )
     doc.img(
         _chart(
