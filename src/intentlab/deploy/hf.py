@@ -86,10 +86,16 @@ def write_remote_code(model: Any, tokenizer: Any, labels: list[str], info: dict[
 
 
 def load_transformers(folder: Path, remote_code: bool) -> Any:
-    """The exported folder through plain transformers (remote code only for the labelled kind)."""
+    """The exported folder through transformers' `from_pretrained`, to verify it. A remote-code export is
+    loaded with intentlab's own copy of its model class (the file it was copied from), never with
+    `trust_remote_code`: intentlab runs no code from a folder, even one it has just written."""
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=remote_code).eval()
+    if remote_code:
+        from intentlab.deploy.hf_template import IntentlabForSequenceClassification
+
+        return IntentlabForSequenceClassification.from_pretrained(folder).eval()
+    return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False).eval()
 
 
 def write_standard_adapter(run_model: Path, info: dict[str, Any], base_id: str, out: Path) -> None:
