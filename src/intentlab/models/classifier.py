@@ -297,7 +297,8 @@ def set_dropout(module: nn.Module, p: float) -> None:
 def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module:
     """Encoder + head from pretrained weights, with the method applied (`total_steps`: the run's
     optimizer steps, for methods whose schedule depends on it)."""
-    options = dict(get(cfg.method).encoder_options() if get(cfg.method).encoder_options else {})
+    method = get(cfg.method)
+    options = dict(method.encoder_options() if method.encoder_options else {})
     if cfg.attention:
         options["attn_implementation"] = cfg.attention
     encoder = load_encoder(cfg.model, cfg.pooling, **options)
