@@ -1,12 +1,15 @@
 """Does bf16 cost accuracy? bf16 against fp32 training for LoRA and full fine-tuning over 3 seeds.
 
-    python benchmarks/precision.py [--methods lora,full] [--seeds 3] [--epochs 5] [--reuse-fp32 RUNS_DIR]
+    python benchmarks/precision.py [--methods lora,full] [--seeds 3] [--epochs 5]
+                                   [--reuse-fp32 RUNS_DIR] [--reuse-bf16 RUNS_DIR]
 
 Runs only where bf16 is fast (AVX512-BF16/AMX CPUs, CUDA); elsewhere it says so and exits 0 (bf16 is
 emulated there and never the default). Each run trains the shipped config on Banking77 in its own
 process; validation and test accuracy are compared across seeds with the report's paired tests
 (bootstrap over test texts, McNemar, Welch's t-test over seeds). `--reuse-fp32` takes the fp32 side
-from existing run folders of the same configs (e.g. docs/results/banking77/runs).
+from existing run folders of the same configs (e.g. docs/results/banking77/runs), `--reuse-bf16` the
+bf16 side (e.g. a `compare` folder trained where bf16 is the automatic choice); a reused run whose
+record says another precision is refused.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ def one_run(method: str, seed: int, bf16: bool, epochs: int, out: str) -> dict[s
     }
 
 
-def recorded(folder: Path) -> dict[str, Any]:
+def recorded(folder: Path, bf16: bool) -> dict[str, Any]:
     result = json.loads((folder / "result.json").read_text())
+    if bool(result["run"]["config"].get("bf16")) != bf16:
+        sys.exit(f"{folder} was not trained in {'bf16' if bf16 else 'fp32'}; point --reuse-* elsewhere.")
     preds = json.loads((folder / "test_predictions.json").read_text())
     return {
         "val": result["train"]["best_val_accuracy"],
@@ -64,6 +69,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--reuse-fp32", help="folder with METHOD/seed-N fp32 runs of the same configs")
+    ap.add_argument("--reuse-bf16", help="folder with METHOD/seed-N bf16 runs of the same configs")
     args = ap.parse_args()
     print(f"machine: {machine()}\nmachine kind: {machine_kind()}")
     if not fast_bf16(default_device_type()):
@@ -78,9 +84,10 @@ def main() -> None:
             for i in range(args.seeds):
                 seed = 42 + i
                 for precision in ("bf16", "fp32"):
-                    reuse = Path(args.reuse_fp32 or "") / method / f"seed-{seed}"
-                    if precision == "fp32" and args.reuse_fp32 and (reuse / "result.json").is_file():
-                        r = recorded(reuse)
+                    given = args.reuse_bf16 if precision == "bf16" else args.reuse_fp32
+                    reuse = Path(given or "") / method / f"seed-{seed}"
+                    if given and (reuse / "result.json").is_file():
+                        r = recorded(reuse, precision == "bf16")
                     else:
                         out = str(Path(d) / f"{method}-{precision}-{seed}")
                         r = isolated(one_run, method, seed, precision == "bf16", args.epochs, out)

@@ -187,16 +187,58 @@ def test_admin_disabled_without_token(runs: dict[str, Path]) -> None:
         assert "/v1/predict" in c.get("/openapi.json").json()["paths"]
 
 
-def test_concurrent_requests_are_batched(client: TestClient) -> None:
+def test_requests_queued_during_a_batch_form_the_next_one(client: TestClient) -> None:
+    """Continuous batching: while the model thread is busy, arriving requests queue up and then run
+    together, so 8 concurrent requests take at most 2 forward passes (the one that found the model
+    idle, and the rest)."""
     import concurrent.futures
+    import threading
+    import time
 
-    before = client.app.state.batcher.batches
+    batcher = client.app.state.batcher
+    gate = threading.Event()
+    busy = client.portal.start_task_soon(batcher.run, gate.wait)  # occupies the model thread
+    before_batches, before_requests = batcher.batches, batcher.requests
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        codes = list(
-            pool.map(lambda i: predict(client, texts=[f"card {i}"], adapter="bank").status_code, range(32))
-        )
-    assert codes == [200] * 32
-    assert client.app.state.batcher.batches - before < 32  # some requests shared a forward pass
+        codes = [
+            pool.submit(lambda i=i: predict(client, texts=[f"card {i}"], adapter="bank").status_code)
+            for i in range(8)
+        ]
+        deadline = time.monotonic() + 60
+        while batcher.requests - before_requests < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.set()
+        assert [c.result() for c in codes] == [200] * 8
+    busy.result()
+    assert batcher.requests - before_requests == 8
+    assert 1 <= batcher.batches - before_batches <= 2
+    health = client.get("/healthz").json()
+    assert health["requests"] == batcher.requests and health["batches"] == batcher.batches
+
+
+def test_batcher_takes_what_is_queued_and_waits_only_when_asked() -> None:
+    import asyncio
+
+    from intentlab.serving.batcher import Batcher, Item
+
+    async def go() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+
+        def item() -> Item:
+            return Item("a", [[1, 2]], 1, None, loop.create_future())
+
+        idle = Batcher(registry=None, wait_ms=0, max_batch_texts=3)  # type: ignore[arg-type]
+        idle.queue = asyncio.Queue()
+        for _ in range(5):
+            idle.queue.put_nowait(item())
+        first, second = len(await idle._collect()), len(await idle._collect())  # capped at 3 texts
+        waiting = Batcher(registry=None, wait_ms=60_000, max_batch_texts=2)  # type: ignore[arg-type]
+        waiting.queue = asyncio.Queue()
+        waiting.queue.put_nowait(item())
+        loop.call_soon(waiting.queue.put_nowait, item())  # arrives after the collector started waiting
+        return first, second, len(await asyncio.wait_for(waiting._collect(), 30))
+
+    assert asyncio.run(go()) == (3, 2, 2)
 
 
 def test_slow_client_gets_408_while_others_are_served(runs: dict[str, Path]) -> None:

@@ -294,7 +294,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(
             f"--name was given {len(args.name)} times for {len(args.runs)} runs. Name every run, or none."
         )
-    limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
+    if args.batch_wait_ms < 0:
+        raise UserError(f"--batch-wait-ms must be 0 or more, got {args.batch_wait_ms}.")
+    limits = Limits(
+        max_texts=args.max_texts,
+        max_chars=args.max_chars,
+        max_body_bytes=args.max_body_bytes,
+        batch_wait_ms=args.batch_wait_ms,
+    )
     serve(
         args.runs,
         args.host,
@@ -527,6 +534,13 @@ def build_parser() -> Parser:
     p.add_argument("--max-chars", type=int, default=2000, help="characters per text [default: 2000]")
     p.add_argument(
         "--max-body-bytes", type=int, default=256 * 1024, help="request body bytes [default: 262144]"
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a request that finds the model idle waits for others to batch with; requests that "
+        "arrive while a batch runs always form the next one [default: 0]",
     )
     p.add_argument(
         "--bf16",

@@ -63,7 +63,7 @@ class Limits:
     max_chars: int = 2000
     max_body_bytes: int = 256 * 1024
     max_top_k: int = 20
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float = 0.0  # continuous batching: requests queued during a batch form the next
     max_batch_texts: int = 256
     body_timeout_s: float = 10.0  # total time to send a request body
     header_timeout_s: float = 10.0  # time to send the request line and headers
@@ -170,7 +170,13 @@ def _check_texts(texts: list[str], limits: Limits) -> None:
 def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: Limits) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "adapters": len(registry.entries), "shared_bases": len(registry.bases)}
+        return {
+            "status": "ok",
+            "adapters": len(registry.entries),
+            "shared_bases": len(registry.bases),
+            "requests": batcher.requests,
+            "batches": batcher.batches,
+        }
 
     @app.get("/v1/adapters")
     async def list_adapters() -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """Dynamic batching for `intentlab serve`: requests that arrive together for one adapter run as one
 forward pass.
 
+Batching is continuous: a batch takes every request queued when the model becomes free, so requests
+that arrive while a batch runs form the next one, and a request that finds the model idle starts at
+once (or after `wait_ms`, when set, to gather companions).
+
 Each request is validated and tokenized on its own before it joins a batch, so malformed input is
 that request's 422 and never reaches a batch. Should a batch still fail, its requests are retried
 one by one, so one request's failure never becomes another's. All model calls go through one worker
@@ -33,16 +37,18 @@ class Item:
 
 
 class Batcher:
-    """Collects requests for `wait_ms`, groups them by adapter and runs each group as one batch."""
+    """Takes the queued requests (waiting up to `wait_ms` for more), groups them by adapter and runs each
+    group as one batch."""
 
-    def __init__(self, registry: Registry, wait_ms: float = 5.0, max_batch_texts: int = 256) -> None:
+    def __init__(self, registry: Registry, wait_ms: float = 0.0, max_batch_texts: int = 256) -> None:
         self.registry = registry
         self.wait_ms = wait_ms
         self.max_batch_texts = max_batch_texts
         self.queue: asyncio.Queue[Item] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intentlab-model")
         self.task: asyncio.Task[None] | None = None
-        self.batches = 0
+        self.batches = 0  # forward passes run
+        self.requests = 0  # requests received (requests / batches: the mean batch, in requests)
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -62,6 +68,7 @@ class Batcher:
     ) -> list[dict[str, Any]]:
         assert self.queue is not None, "batcher not started"
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.requests += 1
         await self.queue.put(Item(adapter, ids, top_k, threshold, fut))
         return await fut
 
@@ -69,15 +76,20 @@ class Batcher:
         assert self.queue is not None
         loop = asyncio.get_running_loop()
         items = [await self.queue.get()]
+        texts = len(items[0].ids)
         deadline = loop.time() + self.wait_ms / 1000
-        while sum(len(i.ids) for i in items) < self.max_batch_texts:
-            timeout = deadline - loop.time()
-            if timeout <= 0:
-                break
-            try:
-                items.append(await asyncio.wait_for(self.queue.get(), timeout))
-            except asyncio.TimeoutError:
-                break
+        while texts < self.max_batch_texts:
+            if not self.queue.empty():  # already waiting: take it without a timer
+                items.append(self.queue.get_nowait())
+            else:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    items.append(await asyncio.wait_for(self.queue.get(), timeout))
+                except asyncio.TimeoutError:
+                    break
+            texts += len(items[-1].ids)
         return items
 
     async def _run(self) -> None:
