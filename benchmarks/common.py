@@ -17,6 +17,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from intentlab.hardware import machine_kind  # noqa: F401  (re-exported for the benchmark scripts)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -85,14 +87,6 @@ def isolated(fn: Any, *args: Any) -> Any:
 
     with mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
-
-
-def machine_kind() -> str:
-    """'fast bf16 (avx512_bf16)' / '(amx_bf16)' where bf16 matmuls beat fp32, else 'no fast bf16 (AVX2)'."""
-    from intentlab.hardware import FAST_BF16_CPU_FLAGS, cpu_flags
-
-    fast = [f for f in FAST_BF16_CPU_FLAGS if f in cpu_flags()]
-    return f"fast bf16 ({', '.join(fast)})" if fast else "no fast bf16 (AVX2: bf16 is emulated)"
 
 
 def train_epoch_stats(method: str, overrides: dict[str, Any], out: str) -> dict[str, Any]:

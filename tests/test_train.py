@@ -24,7 +24,7 @@ RESULT_KEYS = {
         "checkpoint_bytes",
     ],
     "test": ["accuracy", "f1_macro", "f1_weighted"],
-    "meta": ["versions"],
+    "meta": ["versions", "cpu", "machine_kind"],
 }
 
 

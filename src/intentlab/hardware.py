@@ -34,6 +34,13 @@ def fast_bf16(device_type: str = "cpu") -> bool:
     return any(f in cpu_flags() for f in FAST_BF16_CPU_FLAGS)
 
 
+def machine_kind() -> str:
+    """'fast bf16 (avx512_bf16)' / '(amx_bf16)' where bf16 CPU matmuls beat fp32, else the AVX2 kind.
+    Recorded with every run, so a time is never read as if it came from the other kind of CPU."""
+    fast = [f for f in FAST_BF16_CPU_FLAGS if f in cpu_flags()]
+    return f"fast bf16 ({', '.join(fast)})" if fast else "no fast bf16 (AVX2: bf16 is emulated)"
+
+
 def default_device_type() -> str:
     import torch
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from intentlab.errors import UserError
 from intentlab.folders import is_complete, read_jsonl, write_json_atomic, write_jsonl_atomic
+from intentlab.hardware import machine_kind
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
@@ -278,6 +279,7 @@ def provenance() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        "machine_kind": machine_kind(),
     }
 
 

@@ -225,8 +225,14 @@ def _provenance_section(doc: Doc, runs: list[RunRecord], paths: list[str | Path]
     doc.p(
         f"intentlab {versions.get('intentlab')}, torch {versions.get('torch')}, transformers "
         f"{versions.get('transformers')}, peft {versions.get('peft')}; {meta.get('cpu')} "
-        f"({meta.get('cpu_count')} CPUs); git {meta.get('git', {}).get('commit', 'unknown')[:10]}."
+        f"({meta.get('cpu_count')} CPUs{', ' + meta['machine_kind'] if meta.get('machine_kind') else ''}); "
+        f"git {meta.get('git', {}).get('commit', 'unknown')[:10]}."
     )
+    kinds = sorted({str(r.result.meta.get("machine_kind", "not recorded")) for r in runs})
+    if len(kinds) > 1:
+        doc.p(
+            f"The runs come from different kinds of machine ({'; '.join(kinds)}): compare times within one kind."
+        )
     doc.code("intentlab report " + " ".join(map(str, paths)) + f" --out {out}")
 
 
