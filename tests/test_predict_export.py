@@ -197,6 +197,9 @@ def test_serving_an_onnx_export(runs: dict[str, Path], tmp_path: Path) -> None:
         with TestClient(app) as client:
             listed = client.get("/v1/adapters").json()["adapters"][0]
             assert listed["backend"] == "OnnxBackend" and listed["metrics"] is None
+            session = app.state.registry.entries[listed["name"]].backend.session
+            spin = session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+            assert spin == "0"  # serving: idle ORT threads sleep (measured: more requests/s, benchmarks/)
             got = client.post("/v1/predict", json={"texts": texts, "top_k": 2}).json()["predictions"]
         for g, w in zip(got, want, strict=True):
             assert [p["probability"] for p in g["intents"]] == pytest.approx([p for _, p in w], abs=tol)

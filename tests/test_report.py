@@ -257,3 +257,12 @@ def test_the_out_of_scope_section_compares_methods(tmp_path: Path, tiny_model: s
     assert {r["scorer"] for r in summary["rows"]} == {"msp", "energy", "mahalanobis", "knn"}
     assert "lora vs full" in summary["tests"]
     assert rep["summary"][0]["n"] == 2
+
+
+def test_variants_are_compared_with_their_own_method() -> None:
+    """A plan variant (lora-cls) is tested against its method's own group (lora), not left out."""
+    from intentlab.reporting.summary import representatives, variant_pairs
+
+    groups = {"lora-cls": "lora", "lora": "lora", "full": "full", "full-cls": "full", "ia3-x": "ia3"}
+    assert representatives(groups) == {"lora": "lora", "full": "full", "ia3": "ia3-x"}
+    assert variant_pairs(groups) == [("lora-cls", "lora"), ("full-cls", "full")]

@@ -39,11 +39,14 @@ class OnnxBackend:
         max_length: int,
         batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
         ort = import_onnxruntime()
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:  # idle worker threads sleep instead of busy-waiting for the next batch
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.tokenizer = tokenizer
         self.max_length = max_length

@@ -21,7 +21,14 @@ from intentlab.reporting.document import Doc
 from intentlab.reporting.findings import findings, ood_findings
 from intentlab.reporting.load import RunRecord, check_same_split, discover, group, size_key
 from intentlab.reporting.stats import PairedResult
-from intentlab.reporting.summary import epoch_table, paired_tests, summarize, summary_table, tests_table
+from intentlab.reporting.summary import (
+    epoch_table,
+    paired_tests,
+    representatives,
+    summarize,
+    summary_table,
+    tests_table,
+)
 
 
 def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
@@ -237,7 +244,7 @@ def _provenance_section(doc: Doc, runs: list[RunRecord], paths: list[str | Path]
 
 
 def _per_class_charts(doc: Doc, groups: dict[str, list[RunRecord]], figs: Path) -> None:
-    by_method = {g[0].method: n for n, g in groups.items()}
+    by_method = representatives({n: g[0].method for n, g in groups.items()})
     best = max((r for g in groups.values() for r in g), key=lambda r: r.result.test.accuracy)
     labels = best.preds["labels"] if best.preds else None
     pair = next(iter(M.pairs(by_method)), None)

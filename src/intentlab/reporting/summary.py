@@ -56,10 +56,28 @@ def summarize(groups: dict[str, list[RunRecord]]) -> list[dict[str, Any]]:
     return rows
 
 
+def representatives(methods: dict[str, str]) -> dict[str, str]:
+    """method -> the group that stands for it, from group name -> method: the group named after the
+    method (`lora`, not the variant `lora-cls`), else the first of its groups."""
+    out: dict[str, str] = {}
+    for name, method in methods.items():
+        if name == method or method not in out:
+            out[method] = name
+    return out
+
+
+def variant_pairs(methods: dict[str, str]) -> list[tuple[str, str]]:
+    """(variant, its method's representative) for every other group of a method, e.g. lora-cls vs lora."""
+    rep = representatives(methods)
+    return [(name, rep[m]) for name, m in methods.items() if name != rep[m]]
+
+
 def paired_tests(groups: dict[str, list[RunRecord]]) -> dict[tuple[str, str], PairedResult]:
-    """The method table's pairs (e.g. LoRA vs full) and every group vs the baseline, on test predictions."""
-    by_method = {g[0].method: name for name, g in groups.items()}
+    """The method table's pairs (e.g. LoRA vs full), each variant against its method's own group (e.g.
+    lora-cls vs lora), and every group vs the baseline, on test predictions."""
+    by_method = representatives({name: g[0].method for name, g in groups.items()})
     pairs = [(by_method[a], by_method[b]) for a, b in M.pairs(by_method)]
+    pairs += [p for p in variant_pairs({n: g[0].method for n, g in groups.items()}) if p not in pairs]
     floor = M.floor_of(by_method)
     if floor:
         pairs += [

@@ -216,7 +216,9 @@ class Registry:
                 f"intentlab export RUN --out {folder} --merge --onnx [--quantize int8]."
             )
         info, labels = read_model_info(folder)
-        backend = OnnxBackend(path, load_tokenizer(str(folder)), int(info.get("max_length", 128)))
+        backend = OnnxBackend(  # no spinning: idle ORT threads would take the CPU from the HTTP side
+            path, load_tokenizer(str(folder)), int(info.get("max_length", 128)), spinning=False
+        )
         result = load_result(folder) if (folder / RESULT).is_file() else None
         return Entry(name, folder, info, labels, result, None, backend, self._decider(folder, labels))
 
