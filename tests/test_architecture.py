@@ -112,33 +112,46 @@ def test_a_bf16_run_scored_without_fast_bf16_runs_in_fp32(
     assert Predictor.from_run(lora_run).backend.placement.bf16 is False  # an fp32 run never turns bf16
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_unmerged_export_is_verified_from_the_exported_files(
-    lora_run: Path, tmp_path: Path, tiny_model: str, toy_data: str, monkeypatch: pytest.MonkeyPatch
+    pooling: str, tmp_path: Path, tiny_model: str, toy_data: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Export verification reloads what it wrote: a wrong adapter in the export is caught."""
+    """Export verification reloads what it wrote: a wrong adapter in the export is caught, on the
+    standard peft path ([CLS]) and on intentlab's own (mean pooling)."""
     import shutil
 
     from intentlab.deploy import export
     from intentlab.errors import UserError
 
-    other = tmp_path / "other"
-    args = tiny_args(tiny_model, toy_data, 1)
+    run, other = tmp_path / "run", tmp_path / "other"
+    args = [*tiny_args(tiny_model, toy_data, 1), "--pooling", pooling]
+    assert main(["train", "--method", "lora", "--out", str(run), *args]) == 0
     assert main(["train", "--method", "lora", "--out", str(other), *args, "--seed", "7"]) == 0
 
-    copytree = shutil.copytree
+    if pooling == "mean":
+        copytree = shutil.copytree
 
-    def copy_the_wrong_run(src: Path, dst: Path, *args: object, **kw: object) -> object:
-        wrong = other / "model" / "adapter" if Path(src) == lora_run / "model" / "adapter" else src
-        return copytree(wrong, dst, *args, **kw)
+        def copy_the_wrong_run(src: Path, dst: Path, *a: object, **kw: object) -> object:
+            wrong = other / "model" / "adapter" if Path(src) == run / "model" / "adapter" else src
+            return copytree(wrong, dst, *a, **kw)
 
-    monkeypatch.setattr(export.shutil, "copytree", copy_the_wrong_run)
+        monkeypatch.setattr(export.shutil, "copytree", copy_the_wrong_run)
+    else:
+        from intentlab.deploy import hf
+
+        write = hf.write_standard_adapter
+
+        def write_the_wrong_run(folder: Path, *a: object) -> object:
+            return write(other / "model", *a)
+
+        monkeypatch.setattr(hf, "write_standard_adapter", write_the_wrong_run)
     with pytest.raises(UserError, match="does not reproduce"):
-        export.export_run(lora_run, tmp_path / "export")
+        export.export_run(run, tmp_path / "export")
     assert not (tmp_path / "export").exists()
     monkeypatch.undo()
-    report = export.export_run(lora_run, tmp_path / "export")
-    art = report["artifacts"]["intentlab adapter"]
-    assert art["top1_agreement"] == 1.0 and art["max_prob_diff"] == 0.0
+    report = export.export_run(run, tmp_path / "export")
+    art = report["artifacts"]["peft adapter" if pooling == "cls" else "intentlab adapter"]
+    assert art["top1_agreement"] == 1.0 and art["max_prob_diff"] <= art["tolerance"]
     assert json.loads((tmp_path / "export" / "export_verification.json").read_text())["n"] == report["n"]
 
 

@@ -146,8 +146,12 @@ def test_predict_evaluate_and_serve_agree_on_out_of_scope(oos_run: Path, oos_dat
     assert [p.out_of_scope for p in predicted] == evaluated == [s["out_of_scope"] for s in served]
     assert [p.score for p in predicted] == [s["score"] for s in served]
     # a threshold override moves the decision the same way everywhere
-    high = 1e9 if predicted[0].scorer != "msp" else 1.0
-    assert all(p.out_of_scope for p in Predictor.from_run(oos_run).classify(texts, 1, threshold=high))
+    from intentlab.inference.predictor import SCORE_RANGES
+
+    high = min(SCORE_RANGES.get(predicted[0].scorer, (0, 1e9))[1], 1e9)  # the top of the scorer's range
+    moved = Predictor.from_run(oos_run).classify(texts, 1, threshold=high)
+    assert [p.out_of_scope for p in moved] == [p.score < high for p in predicted]
+    assert sum(p.out_of_scope for p in moved) > sum(p.out_of_scope for p in predicted)
 
 
 def test_threshold_overrides_are_checked(oos_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,9 +20,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: st
         *tiny_args(tiny_model, toy_data, 2),
     ]
     out = {}
-    for method in ("lora", "dora", "full"):
+    for method in ("lora", "dora", "full"):  # mean pooling (dora's default): the remote-code export path
         out[method] = root / method
-        assert main(["train", "--method", method, "--out", str(out[method]), *args]) == 0
+        assert main(["train", "--method", method, "--out", str(out[method]), *args, "--pooling", "mean"]) == 0
     return out
 
 

@@ -65,8 +65,9 @@ def cls_runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data
     runs = {}
     for method in ("lora", "full"):
         runs[method] = root / method
-        args = [*tiny_args(tiny_model, toy_data, 2), "--pooling", "cls"]
+        args = tiny_args(tiny_model, toy_data, 2)  # the shipped default: [CLS] pooling for lora and full
         assert main(["train", "--method", method, "--out", str(runs[method]), *args]) == 0
+        assert "pooling: cls" in (runs[method] / "config.yaml").read_text()
     return runs
 
 
@@ -108,7 +109,8 @@ def test_a_mean_pooled_adapter_fails_loudly_on_the_standard_class(
     tmp_path: Path, tiny_model: str, toy_data: str
 ) -> None:
     run = tmp_path / "mean"
-    assert main(["train", "--method", "lora", "--out", str(run), *tiny_args(tiny_model, toy_data, 1)]) == 0
+    args = [*tiny_args(tiny_model, toy_data, 1), "--pooling", "mean"]
+    assert main(["train", "--method", "lora", "--out", str(run), *args]) == 0
     # the run's own adapter folder: peft refuses it rather than loading it with missing keys
     (run / "model" / "adapter" / "labels.json").write_text((run / "model" / "labels.json").read_text())
     proc = subprocess.run(
