@@ -83,3 +83,21 @@ def test_compare_bad_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["compare", "--out", str(tmp_path / "x"), "--plan", str(plan)]) == 2
     assert "'mystery' is not a method" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_finished_cell_trained_differently_is_not_reused(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a shipped default or the plan changes, a finished cell is not reported under the new
+    settings: compare stops before training, naming the setting, and leaves the cell as it was."""
+    out = tmp_path / "cmp"
+    args = ["compare", "--out", str(out), "--methods", "baseline", "--no-report", *train_args]
+    assert main([*args, "--epochs", "1"]) == 0
+    result = out / "baseline" / "seed-42" / "result.json"
+    before = result.read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained with epochs=1, but the plan now gives epochs=2" in err and "Traceback" not in err
+    assert result.read_bytes() == before
+    assert main([*args, "--epochs", "1", "--threads", "2"]) == 0  # execution-only settings do not count

@@ -213,6 +213,7 @@ def run_compare(
     out = Path(out)
     with FolderLock(out).acquire(f"compare folder {out}"):
         finished = sum(is_complete(c.path(out)) for c in cells)
+        _check_finished_cells(out, cells)
         print(f"compare: {len(cells)} cells ({finished} already complete) -> {out}", flush=True)
         if executor == "ray":
             from intentlab.training.executors import run_ray
@@ -226,6 +227,38 @@ def run_compare(
             build_report([out], out / "report")
             print(f"report: {out / 'report' / 'report.md'} and report.html", flush=True)
     return [c.path(out) for c in cells]
+
+
+# settings that change how a run executes or where it logs, not what it learns
+EXECUTION_ONLY = frozenset(
+    {"data_dir", "threads", "track", "tracking_uri", "checkpoint_steps", "eval_batch_size", "compile"}
+)
+
+
+def _check_finished_cells(out: Path, cells: list[Cell]) -> None:
+    """A finished cell is reused only if it was trained as the plan now says: after a shipped default
+    changes (or the plan is edited), reusing it would report an old configuration under the new name."""
+    from dataclasses import asdict
+
+    from intentlab.runs import read_config
+
+    for cell in cells:
+        path = cell.path(out)
+        if not is_complete(path):
+            continue
+        recorded = asdict(read_config(path))
+        diff = [
+            (k, v, recorded.get(k))
+            for k, v in asdict(cell.cfg).items()
+            if v is not None and k not in EXECUTION_ONLY and recorded.get(k) != v
+        ]
+        if diff:
+            key, planned, was = diff[0]
+            more = f" (and {len(diff) - 1} more settings)" if len(diff) > 1 else ""
+            raise UserError(
+                f"compare: {path} was trained with {key}={was!r}, but the plan now gives {key}={planned!r}{more}. "
+                f"Move that cell away to retrain it, or set {key}: {was!r} for {cell.name} in the plan to reuse it."
+            )
 
 
 def tag(cell: Cell) -> str:
