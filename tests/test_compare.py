@@ -101,3 +101,20 @@ def test_a_finished_cell_trained_differently_is_not_reused(
     assert "was trained with epochs=1, but the plan now gives epochs=2" in err and "Traceback" not in err
     assert result.read_bytes() == before
     assert main([*args, "--epochs", "1", "--threads", "2"]) == 0  # execution-only settings do not count
+
+
+def test_values_training_resolves_do_not_block_reuse() -> None:
+    """What training itself changes (epochs raised to min_steps, max_length clipped, bf16 left unset by
+    the TF-IDF baseline) does not count as a different configuration; anything else does."""
+    from intentlab.training.compare import _resolved_in_training as resolved
+
+    assert resolved("epochs", 5, {"epochs": 24, "min_steps": 300})
+    assert not resolved("epochs", 5, {"epochs": 3, "min_steps": 300})
+    assert not resolved("epochs", 5, {"epochs": 24, "min_steps": 0})
+    assert resolved("max_length", 512, {"max_length": 128}) and not resolved(
+        "max_length", 64, {"max_length": 128}
+    )
+    assert resolved("bf16", False, {"bf16": None}) and not resolved("bf16", False, {"bf16": True})
+    assert resolved("min_steps", 300, {"min_steps": 0, "train_size": None})
+    assert not resolved("min_steps", 300, {"min_steps": 0, "train_size": "5"})
+    assert not resolved("pooling", "cls", {"pooling": "mean"})

@@ -250,7 +250,10 @@ def _check_finished_cells(out: Path, cells: list[Cell]) -> None:
         diff = [
             (k, v, recorded.get(k))
             for k, v in asdict(cell.cfg).items()
-            if v is not None and k not in EXECUTION_ONLY and recorded.get(k) != v
+            if v is not None
+            and k not in EXECUTION_ONLY
+            and recorded.get(k) != v
+            and not _resolved_in_training(k, v, recorded)
         ]
         if diff:
             key, planned, was = diff[0]
@@ -259,6 +262,21 @@ def _check_finished_cells(out: Path, cells: list[Cell]) -> None:
                 f"compare: {path} was trained with {key}={was!r}, but the plan now gives {key}={planned!r}{more}. "
                 f"Move that cell away to retrain it, or set {key}: {was!r} for {cell.name} in the plan to reuse it."
             )
+
+
+def _resolved_in_training(key: str, planned: Any, recorded: dict[str, Any]) -> bool:
+    """Values training itself changes and records (more epochs to reach `min_steps` on small data,
+    `max_length` clipped to the model's limit), or leaves unresolved where they do not apply."""
+    was = recorded.get(key)
+    if key == "epochs":
+        return bool(recorded.get("min_steps")) and isinstance(was, int) and was > planned
+    if key == "max_length":
+        return isinstance(was, int) and was < planned
+    if key in ("bf16", "attention") and was is None:  # a method without a network never resolves them
+        return True
+    if key == "min_steps":  # a floor for small samples: a whole-data run's epochs already exceed it
+        return recorded.get("train_size") is None  # (epochs are compared on their own)
+    return False
 
 
 def tag(cell: Cell) -> str:
