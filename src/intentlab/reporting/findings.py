@@ -65,7 +65,8 @@ def versus(a: dict[str, Any], b: dict[str, Any], test: PairedResult | None) -> s
 def findings(summary: list[dict[str, Any]], tests: dict[tuple[str, str], PairedResult]) -> list[str]:
     """The report's findings, most important first."""
     rows = {r["name"]: r for r in summary}
-    by_method = {m: rows[n] for m, n in representatives({r["name"]: r["method"] for r in summary}).items()}
+    methods = {r["name"]: r["method"] for r in summary}
+    by_method = {m: rows[n] for m, n in representatives(methods).items()}
     floor_method = M.floor_of(by_method)
     out = []
     best = max(summary, key=lambda r: r["test_accuracy"][0])
@@ -77,7 +78,7 @@ def findings(summary: list[dict[str, Any]], tests: dict[tuple[str, str], PairedR
         if mb != floor_method:
             a, b = by_method[ma], by_method[mb]
             out.append(versus(a, b, tests.get((a["name"], b["name"]))))
-    for va, vb in variant_pairs({r["name"]: r["method"] for r in summary}):
+    for va, vb in variant_pairs(methods):
         out.append(versus(rows[va], rows[vb], tests.get((va, vb))))
     base = by_method.get(floor_method) if floor_method else None
     if base:

@@ -75,9 +75,10 @@ def variant_pairs(methods: dict[str, str]) -> list[tuple[str, str]]:
 def paired_tests(groups: dict[str, list[RunRecord]]) -> dict[tuple[str, str], PairedResult]:
     """The method table's pairs (e.g. LoRA vs full), each variant against its method's own group (e.g.
     lora-cls vs lora), and every group vs the baseline, on test predictions."""
-    by_method = representatives({name: g[0].method for name, g in groups.items()})
+    methods = {name: g[0].method for name, g in groups.items()}
+    by_method = representatives(methods)
     pairs = [(by_method[a], by_method[b]) for a, b in M.pairs(by_method)]
-    pairs += [p for p in variant_pairs({n: g[0].method for n, g in groups.items()}) if p not in pairs]
+    pairs += [p for p in variant_pairs(methods) if p not in pairs]
     floor = M.floor_of(by_method)
     if floor:
         pairs += [
