@@ -507,3 +507,21 @@ def test_a_body_sent_byte_by_byte_hits_the_total_deadline(runs: dict[str, Path])
             time.sleep(0.1)
         s.close()
     assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_serve_makes_openmp_threads_sleep_unless_the_user_chose(given: str | None, expected: str) -> None:
+    """Spinning OpenMP threads starve the HTTP side; the policy must be set before torch loads."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = (
+        "import os, sys; from intentlab.cli import sleeping_openmp_threads; sleeping_openmp_threads(); "
+        "assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

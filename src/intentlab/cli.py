@@ -282,7 +282,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def sleeping_openmp_threads() -> None:
+    """Make torch's OpenMP threads sleep between ops instead of busy-waiting (OMP_WAIT_POLICY=PASSIVE).
+
+    Spinning threads take the CPU from the HTTP side and from other processes: with another job on
+    the machine, one-text requests took 60-105 ms instead of 22-25 ms. OpenMP reads the policy when
+    torch loads, so this only acts before torch is imported; a user's own OMP_WAIT_POLICY wins."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    sleeping_openmp_threads()
     try:
         from intentlab.serving.app import Limits, serve
     except ImportError as e:
