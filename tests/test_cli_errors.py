@@ -229,3 +229,18 @@ def test_a_missing_extra_is_one_line_with_its_pip_command(
     )
     assert proc.returncode == 2, proc.stderr[-600:]
     assert extra in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--parallel-batches", "0"], "--parallel-batches must be 1 or more"),
+        (["--parallel-batches", "2"], "--parallel-batches needs --backend onnxruntime"),
+        (["--batch-wait-ms", "-1"], "--batch-wait-ms must be 0 or more"),
+    ],
+)
+def test_bad_serve_options(
+    extra: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_cli(["serve", str(tmp_path / "run"), *extra], capsys)
+    assert_clean_error(code, err, needle)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -186,20 +187,23 @@ def test_serving_an_onnx_export(runs: dict[str, Path], tmp_path: Path) -> None:
     from intentlab.deploy.export import export_run
     from intentlab.errors import UserError
     from intentlab.inference.predictor import Predictor
-    from intentlab.serving.app import create_app
+    from intentlab.serving.app import Limits, create_app
 
     out = tmp_path / "onnx-export"
     export_run(runs["full"], out, merge=True, onnx=True, quantize="int8", min_agreement=0.8)
     texts = ["i lost my card", "how do i top up my account", "what exchange rate do you use"]
     want = Predictor.from_run(runs["full"], bf16=False).predict(texts, top_k=2)
-    for onnx_file, tol in (("model.onnx", 1e-4), ("model.int8.onnx", 0.05)):
-        app = create_app([str(out)], backend="onnxruntime", onnx_file=onnx_file)
+    for onnx_file, tol, parallel in (("model.onnx", 1e-4, 1), ("model.int8.onnx", 0.05, 2)):
+        limits = Limits(parallel_batches=parallel)
+        app = create_app([str(out)], backend="onnxruntime", onnx_file=onnx_file, limits=limits)
         with TestClient(app) as client:
             listed = client.get("/v1/adapters").json()["adapters"][0]
             assert listed["backend"] == "OnnxBackend" and listed["metrics"] is None
             session = app.state.registry.entries[listed["name"]].backend.session
             spin = session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
             assert spin == "0"  # serving: idle ORT threads sleep (measured: more requests/s, benchmarks/)
+            threads = session.get_session_options().intra_op_num_threads
+            assert threads == (0 if parallel == 1 else max(1, len(os.sched_getaffinity(0)) // parallel))
             got = client.post("/v1/predict", json={"texts": texts, "top_k": 2}).json()["predictions"]
         for g, w in zip(got, want, strict=True):
             assert [p["probability"] for p in g["intents"]] == pytest.approx([p for _, p in w], abs=tol)

@@ -241,6 +241,40 @@ def test_batcher_takes_what_is_queued_and_waits_only_when_asked() -> None:
     assert asyncio.run(go()) == (3, 2, 2)
 
 
+def test_parallel_batches_run_at_once_on_onnxruntime() -> None:
+    """With parallel=2 a second batch starts while the first is still running (a barrier both must
+    reach together); with parallel=1 the same two requests would break the barrier and fail."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from intentlab.serving.batcher import Batcher
+
+    barrier = threading.Barrier(2, timeout=30)
+    started = threading.Event()
+
+    class Probe(Batcher):
+        def _predict_group(self, adapter: str, group: list) -> list:  # type: ignore[type-arg]
+            started.set()
+            barrier.wait()  # returns only when two batches are in flight together
+            return [[{"ok": True}] for _ in group]
+
+    async def go() -> list[object]:
+        batcher = Probe(SimpleNamespace(backend="onnxruntime"), parallel=2)  # type: ignore[arg-type]
+        await batcher.start()
+        try:
+            first = asyncio.create_task(batcher.predict("a", [[1]], 1))
+            await asyncio.to_thread(started.wait, 30)  # the first batch is running
+            second = asyncio.create_task(batcher.predict("a", [[2]], 1))
+            return list(await asyncio.wait_for(asyncio.gather(first, second), 60))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(go()) == [[{"ok": True}], [{"ok": True}]]
+    with pytest.raises(ValueError, match="onnxruntime"):
+        Batcher(SimpleNamespace(backend="torch"), parallel=2)  # type: ignore[arg-type]
+
+
 def test_slow_client_gets_408_while_others_are_served(runs: dict[str, Path]) -> None:
     """A client that stalls mid-body is cut off with 408; a normal client is served in the meantime."""
     import socket

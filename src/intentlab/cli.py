@@ -307,11 +307,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if args.batch_wait_ms < 0:
         raise UserError(f"--batch-wait-ms must be 0 or more, got {args.batch_wait_ms}.")
+    if args.parallel_batches < 1:
+        raise UserError(f"--parallel-batches must be 1 or more, got {args.parallel_batches}.")
+    if args.parallel_batches > 1 and args.backend != "onnxruntime":
+        raise UserError(
+            "--parallel-batches needs --backend onnxruntime: torch adapters share one base whose active "
+            "adapter is switched per batch. Drop it, or serve an ONNX export."
+        )
     limits = Limits(
         max_texts=args.max_texts,
         max_chars=args.max_chars,
         max_body_bytes=args.max_body_bytes,
         batch_wait_ms=args.batch_wait_ms,
+        parallel_batches=args.parallel_batches,
     )
     serve(
         args.runs,
@@ -552,6 +560,12 @@ def build_parser() -> Parser:
         default=0.0,
         help="how long a request that finds the model idle waits for others to batch with; requests that "
         "arrive while a batch runs always form the next one [default: 0]",
+    )
+    p.add_argument(
+        "--parallel-batches",
+        type=int,
+        default=1,
+        help="with --backend onnxruntime: batches run at once, each on its share of the CPU cores [default: 1]",
     )
     p.add_argument(
         "--bf16",

@@ -65,6 +65,7 @@ class Limits:
     max_top_k: int = 20
     batch_wait_ms: float = 0.0  # continuous batching: requests queued during a batch form the next
     max_batch_texts: int = 256
+    parallel_batches: int = 1  # onnxruntime only: batches run at once, the CPU cores shared between them
     body_timeout_s: float = 10.0  # total time to send a request body
     header_timeout_s: float = 10.0  # time to send the request line and headers
 
@@ -115,13 +116,16 @@ def create_app(
 
     quiet_transformers()
     limits = limits or Limits()
-    registry = Registry(bf16=bf16, backend=backend, onnx_file=onnx_file)
+    threads = None
+    if limits.parallel_batches > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // limits.parallel_batches)
+    registry = Registry(bf16=bf16, backend=backend, onnx_file=onnx_file, onnx_threads=threads)
     names = names or [Path(r).name for r in runs]
     if len(set(names)) != len(names):
         raise UserError(f"two runs would share an adapter name ({names}). Name them: --name a --name b.")
     for name, run in zip(names, runs, strict=True):
         registry.load(name, run)
-    batcher = Batcher(registry, limits.batch_wait_ms, limits.max_batch_texts)
+    batcher = Batcher(registry, limits.batch_wait_ms, limits.max_batch_texts, limits.parallel_batches)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:

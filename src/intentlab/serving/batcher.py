@@ -7,9 +7,12 @@ once (or after `wait_ms`, when set, to gather companions).
 
 Each request is validated and tokenized on its own before it joins a batch, so malformed input is
 that request's 422 and never reaches a batch. Should a batch still fail, its requests are retried
-one by one, so one request's failure never becomes another's. All model calls go through one worker
-thread: the active adapter of a shared base is switched per group, never concurrently, and loading
-or unloading an adapter (on the same thread) never overlaps a batch.
+one by one, so one request's failure never becomes another's.
+
+With torch, all model calls go through one worker thread: the active adapter of a shared base is
+switched per group, never concurrently, and loading or unloading an adapter (on the same thread) never
+overlaps a batch. ONNX Runtime sessions are safe to run concurrently, so there `parallel` batches may
+run at once, each on its own worker thread (and, in `serve`, with a share of the CPU cores each).
 """
 
 from __future__ import annotations
@@ -40,23 +43,30 @@ class Batcher:
     """Takes the queued requests (waiting up to `wait_ms` for more), groups them by adapter and runs each
     group as one batch."""
 
-    def __init__(self, registry: Registry, wait_ms: float = 0.0, max_batch_texts: int = 256) -> None:
+    def __init__(
+        self, registry: Registry, wait_ms: float = 0.0, max_batch_texts: int = 256, parallel: int = 1
+    ) -> None:
+        if parallel > 1 and registry.backend != "onnxruntime":
+            raise ValueError(
+                "parallel batches need the onnxruntime backend (torch switches adapters per batch)"
+            )
         self.registry = registry
         self.wait_ms = wait_ms
         self.max_batch_texts = max_batch_texts
+        self.parallel = parallel
         self.queue: asyncio.Queue[Item] | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intentlab-model")
-        self.task: asyncio.Task[None] | None = None
+        self.executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="intentlab-model")
+        self.tasks: list[asyncio.Task[None]] = []
         self.batches = 0  # forward passes run
         self.requests = 0  # requests received (requests / batches: the mean batch, in requests)
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
-        self.task = asyncio.create_task(self._run())
+        self.tasks = [asyncio.create_task(self._run()) for _ in range(self.parallel)]
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
+        for task in self.tasks:
+            task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, fn: Any, *args: Any) -> Any:
@@ -98,6 +108,7 @@ class Batcher:
             for item in await self._collect():
                 groups.setdefault(item.adapter, []).append(item)
             for adapter, group in groups.items():
+                self.batches += 1
                 try:
                     results = await self.run(self._predict_group, adapter, group)
                 except Exception:
@@ -121,7 +132,6 @@ class Batcher:
         if entry is None:
             raise AdapterGone(adapter)
         outputs = self.registry.outputs_ids(adapter, [row for item in group for row in item.ids])
-        self.batches += 1
         results, start = [], 0
         for item in group:
             part = slice(start, start + len(item.ids))

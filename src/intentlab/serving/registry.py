@@ -109,9 +109,11 @@ class Registry:
         device: str | None = None,
         backend: str = "torch",
         onnx_file: str | None = None,
+        onnx_threads: int | None = None,
     ) -> None:
         self.backend = backend  # torch (run folders) or onnxruntime (export folders with model.onnx)
         self.onnx_file = onnx_file
+        self.onnx_threads = onnx_threads  # threads per ONNX Runtime session (None: its default, all cores)
         self.entries: dict[str, Entry] = {}
         self.bases: dict[tuple[str, ...], Any] = {}  # shared key -> PeftModel holding many adapters
         self.bf16 = bf16  # None: each run's recorded precision, where this machine runs it fast
@@ -217,7 +219,11 @@ class Registry:
             )
         info, labels = read_model_info(folder)
         backend = OnnxBackend(  # no spinning: idle ORT threads would take the CPU from the HTTP side
-            path, load_tokenizer(str(folder)), int(info.get("max_length", 128)), spinning=False
+            path,
+            load_tokenizer(str(folder)),
+            int(info.get("max_length", 128)),
+            threads=self.onnx_threads,
+            spinning=False,
         )
         result = load_result(folder) if (folder / RESULT).is_file() else None
         return Entry(name, folder, info, labels, result, None, backend, self._decider(folder, labels))
