@@ -10,7 +10,8 @@ in its own process:
 - load: requests/s and p50/p99 with `--clients` concurrent one-text clients until `--requests` are
   answered (server in its own process, load generator in this one, both on loopback).
 The ratios are against the torch fp32 server measured in the same run. torch runs twice: as `serve`
-runs it (OpenMP threads sleep between ops) and with spinning OpenMP threads (the OpenMP default).
+runs it (OpenMP threads sleep between ops) and with spinning OpenMP threads (the OpenMP default);
+int8 runs twice: one batch at a time on all cores, and `--parallel-batches CORES` (one core each).
 `--memory` also reports the resident memory of N LoRA adapters on one base against N full models.
 """
 
@@ -44,6 +45,7 @@ for i, run in enumerate(sys.argv[1:]):
     reg.predict(f"m{i}", ["warm up"], 1)
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "bases": len(reg.bases)}))
 """
+CORES = len(os.sched_getaffinity(0))
 # name: (serve flags, folder: run or export, OMP_WAIT_POLICY). `serve` makes torch's OpenMP threads
 # sleep between ops (PASSIVE); the spinning row is what it did before, for comparison.
 BACKENDS = {
@@ -51,6 +53,11 @@ BACKENDS = {
     "torch fp32, OpenMP spinning": (["--no-bf16"], "run", "ACTIVE"),
     "onnxruntime fp32": (["--backend", "onnxruntime", "--onnx-file", "model.onnx"], "export", "PASSIVE"),
     "onnxruntime int8": (["--backend", "onnxruntime", "--onnx-file", "model.int8.onnx"], "export", "PASSIVE"),
+    "onnxruntime int8, parallel batches": (
+        ["--backend", "onnxruntime", "--onnx-file", "model.int8.onnx", "--parallel-batches", str(CORES)],
+        "export",
+        "PASSIVE",
+    ),
 }
 
 
@@ -62,7 +69,7 @@ def batched(name: str, folder: str, texts: list[str]) -> dict[str, Any]:
     reg = Registry(
         bf16=False,
         backend="onnxruntime" if "--backend" in flags else "torch",
-        onnx_file=flags[-1] if "--onnx-file" in flags else None,
+        onnx_file=flags[flags.index("--onnx-file") + 1] if "--onnx-file" in flags else None,
     )
     reg.load("m", folder)
     reg.predict("m", texts[:64], 1)  # warm-up

@@ -5,6 +5,7 @@ on the fly), for fast CPU inference."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,26 @@ def quantize_int8(fp32: Path) -> Path:
         if shape is None or (len(shape) == 2 and shape[0] > shape[1]):  # activations, or a down-projection
             keep_fp32.append(node.name)
     out = fp32.with_name(INT8)
-    quantize_dynamic(
-        str(fp32),
-        str(out),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Gather"],
-        nodes_to_exclude=keep_fp32,
-    )
+    hint = _DropMessage("pre-processing before quantization")  # ORT's advice for CNNs, on the root logger
+    logging.getLogger().addFilter(hint)
+    try:
+        quantize_dynamic(
+            str(fp32),
+            str(out),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gather"],
+            nodes_to_exclude=keep_fp32,
+        )
+    finally:
+        logging.getLogger().removeFilter(hint)
     return out
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.needle not in record.getMessage()
