@@ -17,6 +17,7 @@ the exported transformers code all pool through it (or a copy of it kept in sync
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ def quiet_transformers() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # bitsandbytes (imported by peft) warns on AVX512-BF16 CPUs, at every command, that an optional
+    # 4-bit kernel could not be fetched from the hub; its built-in CPU path is used instead
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     # peft warns that a loaded AdaLoRA adapter's rank_pattern keys (its `...lora_E` parameter names)
     # match no module: AdaLoRA resizes by those keys itself, so the warning is false for it alone
     warnings.filterwarnings(
