@@ -63,8 +63,10 @@ BACKENDS = {
 
 def batched(name: str, folder: str, texts: list[str]) -> dict[str, Any]:
     """Texts/s of one backend alone, and its top-1 predictions (run in a fresh process)."""
+    from intentlab.models.classifier import quiet_transformers
     from intentlab.serving.registry import Registry
 
+    quiet_transformers()
     flags = BACKENDS[name][0]
     reg = Registry(
         bf16=False,
