@@ -137,6 +137,7 @@ def test_report_writes_both_files_and_exact_aggregates(tmp_path: Path) -> None:
         "Findings",
         "McNemar",
         "examples per intent",
+        "of 3 methods on **",  # methods, not groups, when each method is one group
         f"{100 * by['lora']['test_accuracy'][0]:.2f} ± {100 * by['lora']['test_accuracy'][1]:.2f}",
     ):
         assert needle in md, needle

@@ -108,10 +108,13 @@ def _header(runs: list[RunRecord], groups: dict[str, list[RunRecord]]) -> Doc:
     first = runs[0].result.run
     encoder = next((r.result.run.model for r in runs if M.get(r.method).encoder), first.model)
     doc = Doc(f"intentlab report — {first.data}")
+    methods = len({r.method for r in runs})
+    what = f"{_plural(len(runs), 'run')} of {_plural(methods, 'method')}"
+    if len(groups) > methods:
+        what += f" in {len(groups)} groups (a method at one train size, or a plan variant)"
     doc.p(
-        f"{_plural(len(runs), 'run')} of {_plural(len(groups), 'method')} on **{first.data}** "
-        f"(encoder `{encoder}`). Every number below is read from the run folders; the findings are "
-        "generated from them."
+        f"{what} on **{first.data}** (encoder `{encoder}`). Every number below is read from the run "
+        "folders; the findings are generated from them."
     )
     return doc
 
