@@ -72,7 +72,10 @@ def quantize_int8(fp32: Path) -> Path:
         if shape is None or (len(shape) == 2 and shape[0] > shape[1]):  # activations, or a down-projection
             keep_fp32.append(node.name)
     out = fp32.with_name(INT8)
-    hint = _DropMessage("pre-processing before quantization")  # ORT's advice for CNNs, on the root logger
+
+    def hint(record: logging.LogRecord) -> bool:  # ORT's advice for CNNs, logged on the root logger
+        return "pre-processing before quantization" not in record.getMessage()
+
     logging.getLogger().addFilter(hint)
     try:
         quantize_dynamic(
@@ -86,12 +89,3 @@ def quantize_int8(fp32: Path) -> Path:
     finally:
         logging.getLogger().removeFilter(hint)
     return out
-
-
-class _DropMessage(logging.Filter):
-    def __init__(self, needle: str) -> None:
-        super().__init__()
-        self.needle = needle
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.needle not in record.getMessage()
