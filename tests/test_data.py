@@ -166,3 +166,32 @@ def test_collator_pads_to_longest_in_batch() -> None:
     assert b["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert b["labels"].tolist() == [0, 1]
+
+
+def test_sorted_batches_keep_to_the_token_budget() -> None:
+    import numpy as np
+
+    lengths = np.random.default_rng(0).integers(1, 120, size=500).tolist()
+    batches = B.sorted_batches(lengths, batch_size=64, max_tokens=1000)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat, reverse=True)  # longest first, so each batch's first text is its longest
+    for b in batches:
+        assert len(b) <= 64 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 1000)
+    assert len(batches[0]) == 1000 // max(lengths)
+    # long texts go in small batches, short ones fill whole batches
+    assert [len(b) for b in B.sorted_batches([100] * 20 + [10] * 130, 64, 1000)] == [10, 10, 64, 64, 2]
+    # without a budget, batches are cut by count only
+    assert [len(b) for b in B.sorted_batches(lengths, 64)][:7] == [64] * 7
+    # a text longer than the budget still gets a batch of its own
+    assert B.sorted_batches([5000, 3], 64, max_tokens=1000) == [[0], [1]]
+
+
+def test_train_accuracy_rows_are_all_or_a_seeded_sample() -> None:
+    from intentlab.training.measure import TRAIN_ACCURACY_EXAMPLES, train_accuracy_rows
+
+    assert train_accuracy_rows(100, 0) == list(range(100))
+    rows = train_accuracy_rows(9003, 42)
+    assert len(rows) == len(set(rows)) == TRAIN_ACCURACY_EXAMPLES and rows == sorted(rows)
+    assert rows[0] >= 0 and rows[-1] < 9003
+    assert rows == train_accuracy_rows(9003, 42) and rows != train_accuracy_rows(9003, 43)

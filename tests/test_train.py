@@ -69,6 +69,9 @@ def test_run_directory_contract(lora_run: Path) -> None:
     assert 0 < result["train"]["trainable_params"] < result["train"]["total_params"]
     assert result["train"]["checkpoint_bytes"] > 0
     assert result["test"]["n"] == 32
+    # a small training set is scored whole for train accuracy
+    assert result["train"]["train_accuracy_examples"] == result["run"]["dataset"]["sizes"]["train"]
+    assert 0 <= result["train"]["train_accuracy"] <= 1
     cfg = yaml.safe_load((lora_run / "config.yaml").read_text())
     assert cfg["epochs"] == 3 and cfg["bf16"] is False and cfg["method"] == "lora"
     # the toy task is learnable: three epochs get well above chance (25%)

@@ -142,6 +142,7 @@ class TrainInfo:
     train_accuracy: float | None = (
         None  # on the training split at the end: the generalisation gap's other side
     )
+    train_accuracy_examples: int | None = None  # how many training examples it was measured on (None: all)
 
     @property
     def epochs_run(self) -> int:

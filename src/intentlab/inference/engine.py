@@ -25,6 +25,9 @@ import numpy as np
 from intentlab.data.batching import Collator, sorted_batches, tokenize
 
 DEFAULT_BATCH_SIZE = 256  # inference batch (texts); batches are sorted by length, so padding is minimal
+# On CPUs a batch also stops at this many (padded) tokens: 256 short texts per batch ran at ~430 texts/s,
+# 2,048-token batches at ~600 (bf16, benchmarks/README.md "Evaluation batches")
+CPU_BATCH_TOKENS = 2048
 
 
 @dataclass
@@ -49,6 +52,11 @@ class Placement:
     device: Any  # torch.device
     bf16: bool
 
+    @property
+    def batch_tokens(self) -> int | None:
+        """The token budget of one batch here: CPU_BATCH_TOKENS on a CPU, none (count only) elsewhere."""
+        return CPU_BATCH_TOKENS if self.device.type == "cpu" else None
+
     @classmethod
     def for_this_machine(cls, device: str | None = None, bf16: bool | None = None) -> Placement:
         """The given device (default: CUDA when available, else CPU) and bf16 where it is fast there."""
@@ -70,15 +78,17 @@ def run_sorted(
     pad: int,
     batch_size: int,
     step: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray | None]],
+    max_tokens: int | None = None,
 ) -> Outputs:
-    """Length-sorted batches of `ids` through `step(batch) -> (logits, features or None)`, results
-    put back in input order. Every backend runs its batches through here."""
+    """Length-sorted batches of `ids` (at most `batch_size` texts and `max_tokens` padded tokens each)
+    through `step(batch) -> (logits, features or None)`, results put back in input order. Every
+    backend runs its batches through here."""
     if not ids:
         raise ValueError("no texts to run")
     collate = Collator(ids, None, pad)
     logits_out: np.ndarray | None = None
     feats_out: np.ndarray | None = None
-    for idx in sorted_batches([len(s) for s in ids], batch_size):
+    for idx in sorted_batches([len(s) for s in ids], batch_size, max_tokens):
         z, f = step(collate(idx))
         if logits_out is None:
             logits_out = np.empty((len(ids), z.shape[1]), dtype=np.float32)
@@ -130,7 +140,7 @@ def forward_batches(
     )
     try:
         with torch.inference_mode(), autocast:
-            return run_sorted(ids, pad, batch_size, step)
+            return run_sorted(ids, pad, batch_size, step, placement.batch_tokens)
     finally:
         model.train(was_training)
 

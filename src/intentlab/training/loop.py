@@ -27,7 +27,7 @@ from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.folders import FolderLock, OutputDir, recover_replaced, write_jsonl_atomic, write_text_atomic
-from intentlab.hardware import default_device_type, fast_bf16
+from intentlab.hardware import default_device_type, fast_bf16, flush_denormals
 from intentlab.inference.engine import Placement, forward_batches, softmax
 from intentlab.inference.metrics import metrics
 from intentlab.inference.ood_run import fit_run_ood, wants_ood
@@ -48,7 +48,14 @@ from intentlab.runs import (
     write_record,
 )
 from intentlab.training import checkpoint as ckpt
-from intentlab.training.measure import length_histogram, peak_memory_mb, reset_peak_rss, rss_mb, run_info
+from intentlab.training.measure import (
+    length_histogram,
+    peak_memory_mb,
+    reset_peak_rss,
+    rss_mb,
+    run_info,
+    train_accuracy_rows,
+)
 from intentlab.training.setup import EpochTable, Setup, make_accelerator
 from intentlab.training.tracking import NullTracker, make_tracker
 
@@ -67,6 +74,7 @@ def train(
     pruner uses it); the run is still finished and recorded, with `train.pruned` set.
     """
     quiet_transformers()
+    flush_denormals()  # before torch starts its worker threads, so they inherit it
     reset_peak_rss()  # this run's peak, even in a process that trained others before
     if cfg.bf16 is None:
         cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
@@ -172,17 +180,21 @@ def resume_config(run: str | Path, flags: dict[str, Any]) -> Config:
     return cfg
 
 
-def _evaluate(accelerator: Any, setup: Setup, split: str) -> np.ndarray:
-    """Logits for a split; with several processes each scores a share of the batches, then they are gathered."""
+def _evaluate(accelerator: Any, setup: Setup, split: str, rows: list[int] | None = None) -> np.ndarray:
+    """Logits for a split (or its `rows`); with several processes each scores a share of the batches,
+    then they are gathered."""
     from accelerate.utils import gather_object
 
     ids, cfg = setup.tokens[split], setup.cfg
+    if rows is not None:
+        ids = [ids[i] for i in rows]
     model = accelerator.unwrap_model(setup.model)
     if setup.cached is not None:  # a frozen encoder: its features were computed once
+        cached = setup.cached[split] if rows is None else setup.cached[split][rows]
         with torch.inference_mode():
             was = model.training
             model.eval()
-            logits = torch.cat([model.classify(f) for f in setup.cached[split].split(cfg.eval_batch_size)])
+            logits = torch.cat([model.classify(f) for f in cached.split(cfg.eval_batch_size)])
             model.train(was)
         return logits.float().cpu().numpy()
     # validation runs where training runs, so the training machine's precision is the right one here
@@ -426,7 +438,9 @@ def _finish(
     if setup.cached is not None:
         unwrapped = setup.full_model  # the head trained on cached features is part of it
     test_logits = _evaluate(accelerator, setup, "test")
-    train_accuracy = metrics(setup.y["train"], _evaluate(accelerator, setup, "train"))["accuracy"]
+    sample = train_accuracy_rows(len(setup.y["train"]), cfg.seed)
+    y_sample = [setup.y["train"][i] for i in sample]
+    train_accuracy = metrics(y_sample, _evaluate(accelerator, setup, "train", sample))["accuracy"]
     peak, memory_kind = peak_memory_mb(accelerator.device)
     dataset = {
         **D.describe(ds),
@@ -459,6 +473,7 @@ def _finish(
             train_tokens_per_epoch=real_tokens,
             checkpoint_bytes=0,
             train_accuracy=train_accuracy,
+            train_accuracy_examples=len(sample),
         ),
         test=Scores(**metrics(setup.y["test"], test_logits, ds.labels)),
         meta=provenance(),

@@ -29,7 +29,7 @@ from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.folders import OutputDir, write_text_atomic
 from intentlab.runs import CONFIG, RunResult, Scores, provenance, write_record
-from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info
+from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info, train_accuracy_rows
 
 
 def import_setfit() -> Any:
@@ -138,7 +138,10 @@ def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
     cfg = cfg.replace(pooling=clf.pooling)  # what the saved model pools by
     tokenizer = load_tokenizer(cfg.model)
     backend = TorchBackend(clf, tokenizer, cfg.max_length, Placement.for_this_machine("cpu", bf16=False))
-    logits = {s: backend.run(ds.split(s).texts).logits for s in ("train", "validation", "test")}
+    logits = {s: backend.run(ds.split(s).texts).logits for s in ("validation", "test")}
+    sample = train_accuracy_rows(len(ds.train), cfg.seed)
+    y_train = ds.ids(ds.train)
+    train_logits = backend.run([ds.train.texts[i] for i in sample]).logits
     val = metrics(ds.ids(ds.validation), logits["validation"])
     test = metrics(ds.ids(ds.test), logits["test"], ds.labels)
     total, _ = count_params(clf)
@@ -155,7 +158,7 @@ def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
             pairs,
             total,
             size,
-            metrics(ds.ids(ds.train), logits["train"])["accuracy"],
+            (metrics([y_train[i] for i in sample], train_logits)["accuracy"], len(sample)),
             val_loss=val["loss"],
             lr=cfg.lr,
         ),
