@@ -73,6 +73,24 @@ def test_the_report_has_learning_curves(curve: Path) -> None:
     for chart in ("learning_curves", "train_time_by_size", "generalisation_gap"):
         assert (curve / "report" / "charts" / f"{chart}.png").stat().st_size > 10_000, chart
     assert Counter(line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| **head"))
+    assert "Train accuracy is measured" not in md  # every cell scored its whole (small) training split
+
+
+@pytest.mark.slow
+def test_the_report_says_when_train_accuracy_was_sampled(curve: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from intentlab.reporting.report import build_report
+
+    runs = tmp_path / "runs"
+    shutil.copytree(curve, runs, ignore=shutil.ignore_patterns("report"))
+    record = runs / "head" / "seed-42" / "result.json"
+    result = json.loads(record.read_text())
+    result["train"]["train_accuracy_examples"] = 7  # as if the whole split were larger than the sample
+    record.write_text(json.dumps(result))
+    build_report([runs], tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Train accuracy is measured after training on at most 7 training rows" in md
 
 
 @pytest.mark.slow

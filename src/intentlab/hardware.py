@@ -25,19 +25,6 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def flush_denormals() -> bool:
-    """Round subnormal floats to zero (x86 FTZ/DAZ) on this thread and the threads it starts later, as
-    CUDA does by default; returns whether the CPU supports it.
-
-    Late in training, losses near zero make gradients underflow into the subnormal range, where x86 float
-    math takes a slow microcode path: LoRA's epochs slowed from 42 to 52 s over 4 epochs on Banking77
-    (AVX512-BF16 EPYC), 41 to 46 s with this on, with the same losses and accuracy to 4 decimals
-    (docs/tuning.md). Called before the first parallel op, so torch's worker threads inherit it."""
-    import torch
-
-    return bool(torch.set_flush_denormal(True))
-
-
 def fast_bf16(device_type: str = "cpu") -> bool:
     """True where bf16 matmuls beat fp32 on `device_type` ('cpu' or 'cuda')."""
     import torch

@@ -90,12 +90,21 @@ def analyse(groups: dict[str, list[RunRecord]]) -> dict[str, Any]:
             "train_seconds": sum(r.result.train.train_seconds for r in every),
             "wall_seconds": sum(_wall_seconds(r) for r in every),
         },
+        # the most training rows any run measured its train accuracy on, when some runs used a sample
+        "train_sample": max(
+            (r.result.train.train_accuracy_examples or 0 for r in every if _train_sampled(r)), default=0
+        ),
         "sizes": sizes,
         "floor": floor,
         "vs_floor": vs_floor,
         "crossings": crossings,
         "table": table,
     }
+
+
+def _train_sampled(r: RunRecord) -> bool:
+    n = r.result.train.train_accuracy_examples
+    return n is not None and n < r.result.run.dataset.get("sizes", {}).get("train", n)
 
 
 def _duration(seconds: float) -> str:
@@ -164,6 +173,12 @@ def section(doc: Doc, analysis: dict[str, Any], figs: Path) -> None:
         "intent); its validation split is as many unused training texts per intent, what a user with that little "
         "labelled data could hold out; the test split is always the whole official test set. Runs on small data "
         "take at least `min_steps` optimizer steps (more epochs)."
+        + (
+            f" Train accuracy is measured after training on at most {analysis['train_sample']:,} training rows "
+            "(a seeded sample where a cell has more)."
+            if analysis.get("train_sample")
+            else ""
+        )
     )
     doc.table(
         [

@@ -27,7 +27,7 @@ from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.folders import FolderLock, OutputDir, recover_replaced, write_jsonl_atomic, write_text_atomic
-from intentlab.hardware import default_device_type, fast_bf16, flush_denormals
+from intentlab.hardware import default_device_type, fast_bf16
 from intentlab.inference.engine import Placement, forward_batches, softmax
 from intentlab.inference.metrics import metrics
 from intentlab.inference.ood_run import fit_run_ood, wants_ood
@@ -74,7 +74,6 @@ def train(
     pruner uses it); the run is still finished and recorded, with `train.pruned` set.
     """
     quiet_transformers()
-    flush_denormals()  # before torch starts its worker threads, so they inherit it
     reset_peak_rss()  # this run's peak, even in a process that trained others before
     if cfg.bf16 is None:
         cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
