@@ -25,8 +25,9 @@ import numpy as np
 from intentlab.data.batching import Collator, sorted_batches, tokenize
 
 DEFAULT_BATCH_SIZE = 256  # inference batch (texts); batches are sorted by length, so padding is minimal
-# On CPUs a batch also stops at this many (padded) tokens: 256 short texts per batch ran at ~430 texts/s,
-# 2,048-token batches at ~600 (bf16, benchmarks/README.md "Evaluation batches")
+# On CPUs a batch also stops at this many (padded) tokens. Banking77's test set in batches of 256 texts
+# against 2,048-token batches: torch bf16 ~430 -> ~600 texts/s, ONNX Runtime fp32 ~250 -> ~360, int8
+# ~500 -> ~740 (benchmarks/README.md, "Evaluation batches")
 CPU_BATCH_TOKENS = 2048
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from intentlab.data.batching import tokenize
 from intentlab.errors import UserError
-from intentlab.inference.engine import DEFAULT_BATCH_SIZE, Outputs, pad_id, run_sorted
+from intentlab.inference.engine import CPU_BATCH_TOKENS, DEFAULT_BATCH_SIZE, Outputs, pad_id, run_sorted
 
 INSTALL = "pip install 'intentlab[onnx]'"
 
@@ -64,7 +64,7 @@ class OnnxBackend:
             got = self.session.run(want, feeds)
             return got[0], (got[1] if features else None)
 
-        return run_sorted(ids, pad_id(self.tokenizer), self.batch_size, step)
+        return run_sorted(ids, pad_id(self.tokenizer), self.batch_size, step, CPU_BATCH_TOKENS)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return tokenize(self.tokenizer, texts, self.max_length)
