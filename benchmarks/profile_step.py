@@ -63,9 +63,8 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from intentlab.config import resolve
-    from intentlab.hardware import default_device_type, fast_bf16
     from intentlab.models.classifier import quiet_transformers
-    from intentlab.training.loop import train_step
+    from intentlab.training.loop import for_this_machine, train_step
     from intentlab.training.setup import Setup, make_accelerator
 
     ap = argparse.ArgumentParser()
@@ -77,8 +76,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as d:
         cfg = resolve(args.method, None, {"data": str(subset(args.examples, Path(d) / "data"))})
-        if cfg.bf16 is None:  # as `intentlab train` decides it
-            cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
+        cfg = for_this_machine(cfg)  # precision and attention kernel as `intentlab train` decides them
         accelerator = make_accelerator(cfg)
         setup = Setup(cfg, accelerator)
         setup.model.train()
@@ -96,7 +94,8 @@ def main() -> None:
         top.append((ev.self_cpu_time_total, ev.key))
     total = sum(by_kind.values())
     print(
-        f"\n{args.method}, {len(todo)} steps of batch {cfg.batch_size}, bf16 {cfg.bf16}, torch {torch.__version__}: "
+        f"\n{args.method}, {len(todo)} steps of batch {cfg.batch_size}, bf16 {cfg.bf16}, {cfg.attention or 'default'} "
+        f"attention, torch {torch.__version__}: "
         f"self CPU time by kind"
     )
     rows = [

@@ -75,12 +75,7 @@ def train(
     """
     quiet_transformers()
     reset_peak_rss()  # this run's peak, even in a process that trained others before
-    if cfg.bf16 is None:
-        cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
-    if cfg.attention is None and cfg.bf16 and default_device_type() == "cpu":
-        # measured in benchmarks/attention.py: under CPU bf16 autocast the eager kernel trains faster
-        # (LoRA 1.39x, full 1.07x); in fp32 it does not, so fp32 keeps transformers' choice
-        cfg = cfg.replace(attention="eager")
+    cfg = for_this_machine(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     accelerator = make_accelerator(cfg)
@@ -108,6 +103,18 @@ def train(
         if lock:
             lock.release()
     return result
+
+
+def for_this_machine(cfg: Config) -> Config:
+    """The config with what it leaves open (`bf16`, `attention`: null) decided for this machine, as
+    `train` runs it: bf16 autocast where bf16 is fast, and then eager attention on a CPU."""
+    if cfg.bf16 is None:
+        cfg = cfg.replace(bf16=fast_bf16(default_device_type()))
+    if cfg.attention is None and cfg.bf16 and default_device_type() == "cpu":
+        # measured in benchmarks/attention.py: under CPU bf16 autocast the eager kernel trains faster
+        # (LoRA 1.39x, full 1.07x); in fp32 it does not, so fp32 keeps transformers' choice
+        cfg = cfg.replace(attention="eager")
+    return cfg
 
 
 def _run(
