@@ -37,12 +37,7 @@ def timed_run(method: str, seed: int, out: Path) -> dict[str, Any]:
         sys.executable,
         "-m",
         "intentlab",
-        "train",
-        "--method",
-        method,
-        "--seed",
-        str(seed),
-        "--out",
+        *f"train --method {method} --seed {seed} --out".split(),
         str(out),
     ]
     done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -1,5 +1,5 @@
-"""Measurements recorded with each run: memory, token lengths, the fingerprint of a data split, and the
-record's `run` section built from them."""
+"""Measurements recorded with each run: memory, token lengths, the fingerprint of a data split, the rows
+train accuracy is measured on, and the record's `run` section built from them."""
 
 from __future__ import annotations
 
