@@ -24,7 +24,7 @@ from intentlab.models import tfidf
 from intentlab.models.io import write_model_info
 from intentlab.models.methods import TFIDF
 from intentlab.runs import CONFIG, RunResult, Scores, provenance, write_record
-from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info, train_accuracy_rows
+from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info, train_accuracy
 
 
 def train_baseline(
@@ -72,7 +72,11 @@ def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
             len(ds.train),
             n_params,
             size,
-            _train_accuracy(pipe, ds, cfg.seed),
+            train_accuracy(
+                ds.ids(ds.train),
+                cfg.seed,
+                lambda rows: tfidf.margins(pipe, [ds.train.texts[i] for i in rows]),
+            ),
             val_loss=None,  # SVM margins are not probabilities: no cross-entropy
             lr=None,
         ),
@@ -92,11 +96,3 @@ def _fit_and_write(cfg: Config, run_dir: OutputDir) -> RunResult:
 
     write_run_cards(out)
     return result
-
-
-def _train_accuracy(pipe: Any, ds: Any, seed: int) -> tuple[float, int]:
-    """Accuracy on the training rows every method is measured on (`train_accuracy_rows`), and their count."""
-    rows = train_accuracy_rows(len(ds.train), seed)
-    y = ds.ids(ds.train)
-    margins = tfidf.margins(pipe, [ds.train.texts[i] for i in rows])
-    return metrics([y[i] for i in rows], margins)["accuracy"], len(rows)

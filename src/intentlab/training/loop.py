@@ -54,7 +54,7 @@ from intentlab.training.measure import (
     reset_peak_rss,
     rss_mb,
     run_info,
-    train_accuracy_rows,
+    train_accuracy,
 )
 from intentlab.training.setup import EpochTable, Setup, make_accelerator
 from intentlab.training.tracking import NullTracker, make_tracker
@@ -444,9 +444,9 @@ def _finish(
     if setup.cached is not None:
         unwrapped = setup.full_model  # the head trained on cached features is part of it
     test_logits = _evaluate(accelerator, setup, "test")
-    sample = train_accuracy_rows(len(setup.y["train"]), cfg.seed)
-    y_sample = [setup.y["train"][i] for i in sample]
-    train_accuracy = metrics(y_sample, _evaluate(accelerator, setup, "train", sample))["accuracy"]
+    train_acc, train_rows = train_accuracy(
+        setup.y["train"], cfg.seed, lambda rows: _evaluate(accelerator, setup, "train", rows)
+    )
     peak, memory_kind = peak_memory_mb(accelerator.device)
     dataset = {
         **D.describe(ds),
@@ -478,8 +478,8 @@ def _finish(
             rss_before_train_mb=rss_before,
             train_tokens_per_epoch=real_tokens,
             checkpoint_bytes=0,
-            train_accuracy=train_accuracy,
-            train_accuracy_examples=len(sample),
+            train_accuracy=train_acc,
+            train_accuracy_examples=train_rows,
         ),
         test=Scores(**metrics(setup.y["test"], test_logits, ds.labels)),
         meta=provenance(),

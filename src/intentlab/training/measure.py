@@ -8,6 +8,7 @@ import hashlib
 import os
 import resource
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ def train_accuracy_rows(n: int, seed: int) -> list[int]:
 
     rng = np.random.default_rng([seed, n])
     return sorted(rng.choice(n, TRAIN_ACCURACY_EXAMPLES, replace=False).tolist())
+
+
+def train_accuracy(
+    labels: Sequence[int], seed: int, scores_for: Callable[[list[int]], Any]
+) -> tuple[float, int]:
+    """(accuracy, rows) on the training rows of `train_accuracy_rows`; `scores_for(rows)` gives their
+    logits or margins, in that order."""
+    from intentlab.inference.metrics import metrics
+
+    rows = train_accuracy_rows(len(labels), seed)
+    return metrics([labels[i] for i in rows], scores_for(rows))["accuracy"], len(rows)
 
 
 def test_fingerprint(ds: Any) -> str:

@@ -29,7 +29,7 @@ from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.folders import OutputDir, write_text_atomic
 from intentlab.runs import CONFIG, RunResult, Scores, provenance, write_record
-from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info, train_accuracy_rows
+from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info, train_accuracy
 
 
 def import_setfit() -> Any:
@@ -139,9 +139,6 @@ def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
     tokenizer = load_tokenizer(cfg.model)
     backend = TorchBackend(clf, tokenizer, cfg.max_length, Placement.for_this_machine("cpu", bf16=False))
     logits = {s: backend.run(ds.split(s).texts).logits for s in ("validation", "test")}
-    sample = train_accuracy_rows(len(ds.train), cfg.seed)
-    y_train = ds.ids(ds.train)
-    train_logits = backend.run([ds.train.texts[i] for i in sample]).logits
     val = metrics(ds.ids(ds.validation), logits["validation"])
     test = metrics(ds.ids(ds.test), logits["test"], ds.labels)
     total, _ = count_params(clf)
@@ -158,7 +155,9 @@ def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
             pairs,
             total,
             size,
-            (metrics([y_train[i] for i in sample], train_logits)["accuracy"], len(sample)),
+            train_accuracy(
+                ds.ids(ds.train), cfg.seed, lambda rows: backend.run([ds.train.texts[i] for i in rows]).logits
+            ),
             val_loss=val["loss"],
             lr=cfg.lr,
         ),
