@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import tiny_args
@@ -124,6 +125,29 @@ def test_every_method_trains_saves_and_reloads(tmp_path: Path, train_args: list[
         assert result["train"]["trainable_params"] == result["train"]["total_params"]
     else:
         assert result["train"]["trainable_params"] < result["train"]["total_params"] / 10
+
+
+def test_full_with_fixed_word_embeddings_trains_everything_else(
+    tmp_path: Path, train_args: list[str], tiny_model: str
+) -> None:
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    from intentlab.inference.evaluate import evaluate_run
+
+    out = train_run(tmp_path, train_args, "full", None, "--no-train-word-embeddings")
+    base = AutoModel.from_pretrained(tiny_model).state_dict()
+    trained = load_file(out / "model" / "model.safetensors")
+    key = "embeddings.word_embeddings.weight"
+    assert torch.equal(trained[f"encoder.{key}"], base[key])
+    assert not torch.equal(
+        trained["encoder.embeddings.position_embeddings.weight"],
+        base["embeddings.position_embeddings.weight"],
+    )
+    result = json.loads((out / "result.json").read_text())
+    assert result["train"]["total_params"] - result["train"]["trainable_params"] == base[key].numel()
+    assert result["run"]["config"]["train_word_embeddings"] is False
+    assert evaluate_run(out)["accuracy"] == result["test"]["accuracy"]
 
 
 def test_existing_run_is_never_overwritten_without_flag(

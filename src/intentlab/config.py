@@ -48,6 +48,11 @@ class Config:
         "sentence pooling: mean (of token states), cls (BERT pooler over [CLS]) or mean-l2 (mean, unit length)",
     )
     train_pooler: bool = _f(True, "with --pooling cls, train the pooler dense layer with the head")
+    train_word_embeddings: bool = _f(
+        True,
+        "full fine-tuning: train the word-embedding matrix too (false keeps it fixed: a batch touches a "
+        "few hundred of its rows, yet its dense gradient and optimizer step cost every step)",
+    )
     dropout: float = _f(0.1, "dropout before the classifier head")
     encoder_dropout: float | None = _f(
         None, "hidden and attention dropout inside the encoder (default: the model's)"

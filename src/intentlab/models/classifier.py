@@ -273,6 +273,8 @@ def apply_method(cfg: Config, model: IntentClassifier, total_steps: int = 1) -> 
     storage = get(cfg.method).storage
     if storage == ALL_WEIGHTS:
         model.requires_grad_(True)
+        if not cfg.train_word_embeddings:
+            model.encoder.get_input_embeddings().requires_grad_(False)
         return model
     if storage == HEAD_ONLY:
         model.requires_grad_(False)
