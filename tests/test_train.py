@@ -121,33 +121,31 @@ def test_every_method_trains_saves_and_reloads(tmp_path: Path, train_args: list[
     out = train_run(tmp_path, train_args, method)
     result = json.loads((out / "result.json").read_text())
     assert evaluate_run(out)["accuracy"] == result["test"]["accuracy"]
-    if method == "full":
-        assert result["train"]["trainable_params"] == result["train"]["total_params"]
+    if method == "full":  # every weight but the tiny model's word embeddings (full's shipped config)
+        assert result["train"]["total_params"] - result["train"]["trainable_params"] == 30522 * 32
     else:
         assert result["train"]["trainable_params"] < result["train"]["total_params"] / 10
 
 
-def test_full_with_fixed_word_embeddings_trains_everything_else(
-    tmp_path: Path, train_args: list[str], tiny_model: str
+@pytest.mark.parametrize("train_words", [False, True])
+def test_full_fixes_the_word_embeddings_unless_told_to_train_them(
+    tmp_path: Path, train_args: list[str], tiny_model: str, train_words: bool
 ) -> None:
     from safetensors.torch import load_file
     from transformers import AutoModel
 
-    from intentlab.inference.evaluate import evaluate_run
-
-    out = train_run(tmp_path, train_args, "full", None, "--no-train-word-embeddings")
+    flag = ["--train-word-embeddings"] if train_words else []  # fixed is full's shipped default
+    out = train_run(tmp_path, train_args, "full", None, *flag)
     base = AutoModel.from_pretrained(tiny_model).state_dict()
     trained = load_file(out / "model" / "model.safetensors")
     key = "embeddings.word_embeddings.weight"
-    assert torch.equal(trained[f"encoder.{key}"], base[key])
-    assert not torch.equal(
-        trained["encoder.embeddings.position_embeddings.weight"],
-        base["embeddings.position_embeddings.weight"],
-    )
+    assert torch.equal(trained[f"encoder.{key}"], base[key]) is not train_words
+    position = "embeddings.position_embeddings.weight"
+    assert not torch.equal(trained[f"encoder.{position}"], base[position])  # everything else trains
     result = json.loads((out / "result.json").read_text())
-    assert result["train"]["total_params"] - result["train"]["trainable_params"] == base[key].numel()
-    assert result["run"]["config"]["train_word_embeddings"] is False
-    assert evaluate_run(out)["accuracy"] == result["test"]["accuracy"]
+    fixed = result["train"]["total_params"] - result["train"]["trainable_params"]
+    assert fixed == (0 if train_words else base[key].numel())
+    assert result["run"]["config"]["train_word_embeddings"] is train_words
 
 
 def test_existing_run_is_never_overwritten_without_flag(
