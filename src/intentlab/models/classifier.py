@@ -4,7 +4,7 @@
 the method's storage kind in `models/methods.py`:
 
 - `full`: every weight trains, except the word embeddings when `train_word_embeddings` is false (full's
-  shipped config: a batch touches a few hundred of the matrix's rows, and its dense update is ~15% of a step).
+  shipped config: a batch touches a few hundred of the matrix's rows; its dense update cost 10-16% of training).
 - `head`: the encoder is frozen; only the classifier (and pooler, with `[CLS]` pooling) trains.
 - `adapter`: the method's peft config (LoRA, DoRA, IA3, ...) wraps the model through `get_peft_model`.
 
