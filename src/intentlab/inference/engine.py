@@ -26,8 +26,8 @@ from intentlab.data.batching import Collator, sorted_batches, tokenize
 
 DEFAULT_BATCH_SIZE = 256  # inference batch (texts); batches are sorted by length, so padding is minimal
 # On CPUs a batch also stops at this many (padded) tokens. Banking77's test set in batches of 256 texts
-# against 2,048-token batches: torch bf16 ~430 -> ~600 texts/s, ONNX Runtime fp32 ~250 -> ~360, int8
-# ~500 -> ~740 (benchmarks/README.md, "Evaluation batches")
+# against 2,048-token batches: torch bf16 366 -> 500 texts/s, ONNX Runtime fp32 257 -> 348, int8
+# 462 -> 643 (benchmarks/README.md, "Evaluation batches")
 CPU_BATCH_TOKENS = 2048
 
 
