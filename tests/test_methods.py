@@ -158,6 +158,44 @@ def test_frozen_linears_in_bf16_change_nothing_under_autocast(tiny_model: str) -
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("method", ["lora", "adalora", "dora", "ia3"])
+def test_adapter_input_casts_off_change_nothing_under_autocast(tiny_model: str, method: str) -> None:
+    """Training turns off peft's cast of each LoRA input to fp32 (autocast casts it straight back): logits
+    and every gradient stay bit-identical while the copies go; DoRA and IA3 layers are left as they are."""
+    import copy
+
+    from intentlab.models.classifier import frozen_linears_to_bf16, no_adapter_input_casts
+
+    model = make(tiny_model, method, target_modules=["all-linear"])
+    frozen_linears_to_bf16(model)  # as training under bf16 sets the model up
+    off = copy.deepcopy(model)
+    plain_lora = method in ("lora", "adalora")
+    assert no_adapter_input_casts(off) == (12 if plain_lora else 0)  # the 2-layer BERT's linear layers
+    batch = {
+        "input_ids": torch.tensor([[101, 2054, 2003, 1037, 2742, 102], [101, 2054, 102, 0, 0, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]),
+    }
+
+    def step(m: torch.nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        m.eval()  # no dropout, so both see the same computation; gradients still flow
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.profiler.profile() as prof:
+            logits = m(**batch).logits
+            loss = logits.float().logsumexp(1).mean()
+        loss.backward()
+        casts = sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy")
+        return logits, {n: p.grad for n, p in m.named_parameters() if p.requires_grad}, casts
+
+    a, grads_a, casts_a = step(model)
+    b, grads_b, casts_b = step(off)
+    assert torch.equal(a, b)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for name in grads_a:
+        assert torch.equal(grads_a[name], grads_b[name]), name
+    # in the forward (profiled), the 4 adapted layers fed a bf16 tensor (attention output, FFN
+    # output) lose their two casts: up to fp32 by peft, back to bf16 by autocast
+    assert casts_a - casts_b == (8 if plain_lora else 0)
+
+
 @pytest.mark.parametrize("kernel", ["sdpa", "eager"])
 def test_attention_kernel_reaches_the_encoder_and_gives_the_same_outputs(
     tiny_model: str, kernel: str

@@ -29,7 +29,7 @@ from intentlab.config import POOLINGS, Config
 from intentlab.errors import UserError
 from intentlab.folders import write_json_atomic
 from intentlab.models import tfidf
-from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer
+from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer, no_adapter_input_casts
 from intentlab.models.methods import ADAPTER, ALL_WEIGHTS, HEAD_ONLY, STORAGES, TFIDF, get
 
 MODEL_INFO = "intentlab.json"
@@ -197,6 +197,7 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
             encoder = load_encoder(base, info["pooling"], **encoder_options(info))
             model = head(encoder, len(labels), info["pooling"], info["dropout"])
             model = PeftModel.from_pretrained(model, folder / "adapter")
+            no_adapter_input_casts(model)
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
         raise UserError(
             f"cannot load the weights in {folder} ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "

@@ -239,7 +239,7 @@ class Registry:
         """Add adapter `name` to `base` (or create the shared base with it) and load its weights."""
         from peft import get_peft_model, set_peft_model_state_dict
 
-        from intentlab.models.classifier import IntentClassifier, load_encoder
+        from intentlab.models.classifier import IntentClassifier, load_encoder, no_adapter_input_casts
 
         if base is None:
             encoder = load_encoder(info["base_model"], info["pooling"], **encoder_options(info))
@@ -254,6 +254,7 @@ class Registry:
             raise UserError(
                 f"the adapter has weights its config does not declare ({unexpected[:2]}). Train it again."
             )
+        no_adapter_input_casts(base)
         base.eval()
         return base
 

@@ -26,6 +26,7 @@ from intentlab.models.classifier import (
     frozen_linears_to_bf16,
     head_modules,
     load_tokenizer,
+    no_adapter_input_casts,
     position_limit,
 )
 from intentlab.models.methods import get as get_method
@@ -112,6 +113,7 @@ class Setup:
         self.trainable, self.total = count_params(model)
         if cfg.bf16 and self.method.adapter and not self.method.encoder_options:
             frozen_linears_to_bf16(model)  # no per-step weight casts under bf16 autocast
+            no_adapter_input_casts(model)  # nor bf16 inputs cast up to fp32 and back
         self.full_model = model  # what is saved; the trained module differs when features are cached
         self.cached: dict[str, torch.Tensor] | None = None
         self.encode_seconds = 0.0  # the one encoder pass of a cached-features run: part of its training time
