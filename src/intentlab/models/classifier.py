@@ -342,11 +342,16 @@ def no_adapter_input_casts(model: nn.Module) -> int:
     under bf16 autocast: a bf16 input (after GELU, or attention's output) was cast up to fp32 only for
     autocast to cast it straight back for the adapter's matmul, two copies of a [tokens, width] tensor per
     layer and as many in the backward pass. bf16 -> fp32 -> bf16 is exact, so logits and gradients do not
-    change (tests/test_methods.py). DoRA layers keep the cast: their norm arithmetic would round differently.
-    It is peft's own switch (`peft.helpers.disable_input_dtype_casting`). Returns the layers changed."""
+    change (tests/test_methods.py). DoRA layers keep the cast: their norm arithmetic would round differently;
+    so do layers on a quantized (4-bit) base, whose forward relies on it outside autocast. It is peft's own
+    switch (`peft.helpers.disable_input_dtype_casting`). Returns the layers changed."""
     from peft.tuners.lora import LoraLayer
 
-    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.lora_variant]
+    layers = [
+        m
+        for m in model.modules()
+        if isinstance(m, LoraLayer) and not m.lora_variant and type(m.get_base_layer()) is nn.Linear
+    ]
     for layer in layers:
         layer.cast_input_dtype_enabled = False
     return len(layers)

@@ -197,8 +197,7 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
             encoder = load_encoder(base, info["pooling"], **encoder_options(info))
             model = head(encoder, len(labels), info["pooling"], info["dropout"])
             model = PeftModel.from_pretrained(model, folder / "adapter")
-            if not encoder_options(info):  # as in training: quantized bases keep peft's own casts
-                no_adapter_input_casts(model)
+            no_adapter_input_casts(model)
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
         raise UserError(
             f"cannot load the weights in {folder} ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "

@@ -254,8 +254,7 @@ class Registry:
             raise UserError(
                 f"the adapter has weights its config does not declare ({unexpected[:2]}). Train it again."
             )
-        if not encoder_options(info):  # as in training: quantized bases keep peft's own casts
-            no_adapter_input_casts(base)
+        no_adapter_input_casts(base)
         base.eval()
         return base
 
