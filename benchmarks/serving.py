@@ -1,17 +1,23 @@
 """Serving backends side by side: torch fp32, ONNX Runtime fp32 and ONNX Runtime int8, in one run.
 
     python benchmarks/serving.py --run RUN [--clients 8] [--requests 2000] [--memory --lora RUN --full RUN]
+    python benchmarks/serving.py --run RUN --torch-only --torch-bf16 [--busy 1]
 
 The run is exported once (`intentlab export --merge --onnx --quantize int8`); then, for each backend,
 in its own process:
-- batched: texts/s of the backend alone on 1,024 Banking77 test texts (inference batches of 256);
+- batched: texts/s of the backend alone on 1,024 Banking77 test texts (inference batches of 256; torch
+  with the threads `serve` gives it);
 - agreement: top-1 agreement with torch fp32 on the same texts;
 - latency: p50/p99 of 200 one-text requests sent one after another to `intentlab serve`;
 - load: requests/s and p50/p99 with `--clients` concurrent one-text clients until `--requests` are
   answered (server in its own process, load generator in this one, both on loopback).
 The ratios are against the torch fp32 server measured in the same run. torch runs twice: as `serve`
-runs it (OpenMP threads sleep between ops) and with spinning OpenMP threads (the OpenMP default);
+runs it (OpenMP threads sleep between ops; torch gets the cores less one, the other is left to HTTP
+and tokenizing) and with `--threads` set to all cores (what `serve` did before);
 int8 runs twice: one batch at a time on all cores, and `--parallel-batches CORES` (one core each).
+`--torch-only` measures just the two torch rows, `--torch-bf16` serves them in the run's own precision
+(bf16 where fast, the `serve` default) instead of fp32, and `--busy N` keeps N busy-loop processes
+running alongside, as other jobs on a shared machine would.
 `--memory` also reports the resident memory of N LoRA adapters on one base against N full models.
 """
 
@@ -47,10 +53,9 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
 """
 CORES = len(os.sched_getaffinity(0))
 # name: (serve flags, folder: run or export, OMP_WAIT_POLICY). `serve` makes torch's OpenMP threads
-# sleep between ops (PASSIVE); the spinning row is what it did before, for comparison.
-BACKENDS = {
-    "torch fp32": (["--no-bf16"], "run", "PASSIVE"),
-    "torch fp32, OpenMP spinning": (["--no-bf16"], "run", "ACTIVE"),
+# sleep between ops (PASSIVE) and gives torch the cores less one; the all-cores row is what it did
+# before, for comparison.
+ONNX_BACKENDS = {
     "onnxruntime fp32": (["--backend", "onnxruntime", "--onnx-file", "model.onnx"], "export", "PASSIVE"),
     "onnxruntime int8": (["--backend", "onnxruntime", "--onnx-file", "model.int8.onnx"], "export", "PASSIVE"),
     "onnxruntime int8, parallel batches": (
@@ -61,15 +66,31 @@ BACKENDS = {
 }
 
 
-def batched(name: str, folder: str, texts: list[str]) -> dict[str, Any]:
+def backends(torch_bf16: bool, torch_only: bool) -> dict[str, tuple[list[str], str, str]]:
+    """The rows to measure; the first (torch as `serve` runs it) is the reference."""
+    flags, label = ([], "torch (run's precision)") if torch_bf16 else (["--no-bf16"], "torch fp32")
+    rows = {
+        label: (flags, "run", "PASSIVE"),
+        f"{label}, all cores": ([*flags, "--threads", str(CORES)], "run", "PASSIVE"),
+    }
+    return rows if torch_only else {**rows, **ONNX_BACKENDS}
+
+
+def batched(flags: list[str], folder: str, texts: list[str]) -> dict[str, Any]:
     """Texts/s of one backend alone, and its top-1 predictions (run in a fresh process)."""
     from intentlab.models.classifier import quiet_transformers
     from intentlab.serving.registry import Registry
 
     quiet_transformers()
-    flags = BACKENDS[name][0]
+    if "--backend" not in flags:  # torch: the threads `serve` would give it
+        import torch
+
+        from intentlab.cli import serving_threads
+
+        given = int(flags[flags.index("--threads") + 1]) if "--threads" in flags else None
+        torch.set_num_threads(serving_threads(given))
     reg = Registry(
-        bf16=False,
+        bf16=False if "--no-bf16" in flags or "--backend" in flags else None,
         backend="onnxruntime" if "--backend" in flags else "torch",
         onnx_file=flags[flags.index("--onnx-file") + 1] if "--onnx-file" in flags else None,
     )
@@ -179,32 +200,59 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also measure N adapters against N full models")
     ap.add_argument("--lora", help="with --memory: a LoRA run")
     ap.add_argument("--full", help="with --memory: a full fine-tuning run")
+    ap.add_argument(
+        "--torch-bf16",
+        action="store_true",
+        help="torch rows in the run's own precision (bf16 where fast, as `serve` does) instead of fp32",
+    )
+    ap.add_argument("--torch-only", action="store_true", help="only the torch rows (no export)")
+    ap.add_argument(
+        "--busy", type=int, default=0, help="busy-loop processes running alongside, like other jobs"
+    )
     args = ap.parse_args()
+    rows_to_run = backends(args.torch_bf16, args.torch_only)
     print(f"machine: {machine()}\nmachine kind: {machine_kind()}")
     texts = load_dataset("banking77", str(banking77_dir())).test.texts
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        results = measure(args, rows_to_run, texts)
+    finally:
+        for p in busy:
+            p.kill()
+    if args.busy:
+        print(f"\nwith {args.busy} busy-loop process(es) running alongside")
+    report(args, results)
+    if args.memory and args.lora and args.full:
+        memory(args.lora, args.full)
+
+
+def measure(
+    args: argparse.Namespace, rows: dict[str, tuple[list[str], str, str]], texts: list[str]
+) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as d:
         export = Path(d) / "export"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "intentlab",
-                "export",
-                args.run,
-                "--out",
-                str(export),
-                "--merge",
-                "--onnx",
-                "--quantize",
-                "int8",
-            ],
-            check=True,
-        )
+        if any(where == "export" for _, where, _ in rows.values()):
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "intentlab",
+                    "export",
+                    args.run,
+                    "--out",
+                    str(export),
+                    "--merge",
+                    "--onnx",
+                    "--quantize",
+                    "int8",
+                ],
+                check=True,
+            )
         folders = {"run": args.run, "export": str(export)}
         results = {}
-        for name, (flags, where, wait) in BACKENDS.items():
+        for name, (flags, where, wait) in rows.items():
             os.environ["OMP_WAIT_POLICY"] = wait  # read by the spawned processes when torch loads
-            b = isolated(batched, name, folders[where], texts[:1024])
+            b = isolated(batched, flags, folders[where], texts[:1024])
             results[name] = {**b, **served(folders[where], flags, texts, args.clients, args.requests)}
             r = results[name]
             print(
@@ -212,7 +260,12 @@ def main() -> None:
                 f"clients (p99 {r['load_p99']:.0f} ms), single p50 {r['single_p50']:.1f} ms",
                 flush=True,
             )
-    ref = results["torch fp32"]
+    return results
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
+    ref_name = next(iter(results))
+    ref = results[ref_name]
     rows = [
         [
             name,
@@ -234,20 +287,18 @@ def main() -> None:
         table(
             [
                 "backend",
-                "top-1 agreement with torch fp32 (%)",
+                f"top-1 agreement with {ref_name} (%)",
                 "batched texts/s",
                 "single p50 / p99 (ms)",
                 "requests/s",
                 "load p50 / p99 (ms)",
-                "requests/s vs torch fp32",
+                f"requests/s vs {ref_name}",
                 "errors",
                 "server RSS (MB)",
             ],
             rows,
         )
     )
-    if args.memory and args.lora and args.full:
-        memory(args.lora, args.full)
 
 
 if __name__ == "__main__":

@@ -237,6 +237,8 @@ def test_a_missing_extra_is_one_line_with_its_pip_command(
         (["--parallel-batches", "0"], "--parallel-batches must be 1 or more"),
         (["--parallel-batches", "2"], "--parallel-batches needs --backend onnxruntime"),
         (["--batch-wait-ms", "-1"], "--batch-wait-ms must be 0 or more"),
+        (["--threads", "0"], "--threads 0: give 1 or more"),
+        (["--threads", "2", "--backend", "onnxruntime"], "with --backend torch"),
     ],
 )
 def test_bad_serve_options(

@@ -559,3 +559,43 @@ def test_serve_makes_openmp_threads_sleep_unless_the_user_chose(given: str | Non
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_models_load_and_run_on_the_model_thread_with_its_own_torch_threads(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One OpenMP team: loading at start-up runs on the model thread too (a second thread that ran torch
+    ops would add a second team, and OpenMP threads then stop spinning between ops), and that thread
+    uses the torch threads it was given."""
+    import threading
+
+    import torch
+
+    from intentlab.cli import serving_threads
+    from intentlab.hardware import usable_cores
+    from intentlab.serving.registry import Registry
+
+    loaded_on = []
+    real_load = Registry.load
+
+    def load(self: Registry, name: str, run: str | Path) -> object:
+        loaded_on.append(threading.current_thread().name)
+        return real_load(self, name, run)
+
+    monkeypatch.setattr(Registry, "load", load)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # also the default of threads to come: the model thread must not inherit it
+        app = create_app([str(runs["bank"]), str(runs["chat"])], threads=1)
+        assert len(loaded_on) == 2
+        assert all(name.startswith("intentlab-model") for name in loaded_on), loaded_on
+        batcher = app.state.batcher
+        assert batcher.call(torch.get_num_threads) == 1
+        assert batcher.call(lambda: threading.current_thread().name) == loaded_on[0]
+        with TestClient(app) as c:
+            r = predict(c, texts=["hello there"], adapter="bank")
+            assert r.status_code == 200, r.text
+    finally:
+        torch.set_num_threads(before)  # torch.set_num_threads also sets the default of threads to come
+    assert serving_threads(3) == 3
+    assert serving_threads(None) == max(1, usable_cores() - 1)

@@ -314,6 +314,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "--parallel-batches needs --backend onnxruntime: torch adapters share one base whose active "
             "adapter is switched per batch. Drop it, or serve an ONNX export."
         )
+    if args.threads is not None and (args.threads < 1 or args.backend != "torch"):
+        raise UserError(
+            f"--threads {args.threads}: give 1 or more, with --backend torch (ONNX Runtime shares the cores "
+            "between --parallel-batches)."
+        )
     limits = Limits(
         max_texts=args.max_texts,
         max_chars=args.max_chars,
@@ -332,8 +337,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         backend=args.backend,
         onnx_file=args.onnx_file,
+        threads=serving_threads(args.threads) if args.backend == "torch" else None,
     )
     return 0
+
+
+def serving_threads(given: int | None) -> int:
+    """torch threads for `serve`: as given, else the CPU cores less one, left to the event loop (HTTP,
+    JSON, tokenizing). On 2 cores one thread answered one-text requests in 20-21 ms against 31-33 ms with
+    two, and 105-116 against 84-92 requests/s under 8 clients (benchmarks/README.md, "Serving backends")."""
+    from intentlab.hardware import usable_cores
+
+    return given or max(1, usable_cores() - 1)
 
 
 def _admin_token(args: argparse.Namespace) -> str | None:
@@ -566,6 +581,12 @@ def build_parser() -> Parser:
         type=int,
         default=1,
         help="with --backend onnxruntime: batches run at once, each on its share of the CPU cores [default: 1]",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="with --backend torch: threads for the model [default: CPU cores - 1, at least 1; one core is "
+        "left to HTTP and tokenizing]",
     )
     p.add_argument(
         "--bf16",

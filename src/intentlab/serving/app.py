@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from intentlab.data.loading import valid_unicode
 from intentlab.errors import UserError
+from intentlab.hardware import usable_cores
 from intentlab.serving.batcher import AdapterGone, Batcher
 from intentlab.serving.http import BodyLimit, server_config
 from intentlab.serving.registry import NAME_RE, Registry
@@ -109,23 +110,27 @@ def create_app(
     bf16: bool | None = None,
     backend: str = "torch",
     onnx_file: str | None = None,
+    threads: int | None = None,
 ) -> Any:
     """The FastAPI app serving `runs` (named after their folders unless `names` is given); with
-    `backend="onnxruntime"` they are export folders served from their ONNX models."""
+    `backend="onnxruntime"` they are export folders served from their ONNX models. `threads`: torch's
+    threads on the model thread (None: torch's own setting)."""
     from intentlab.models.classifier import quiet_transformers
 
     quiet_transformers()
     limits = limits or Limits()
-    threads = None
+    onnx_threads = None
     if limits.parallel_batches > 1:
-        threads = max(1, len(os.sched_getaffinity(0)) // limits.parallel_batches)
-    registry = Registry(bf16=bf16, backend=backend, onnx_file=onnx_file, onnx_threads=threads)
+        onnx_threads = max(1, usable_cores() // limits.parallel_batches)
+    registry = Registry(bf16=bf16, backend=backend, onnx_file=onnx_file, onnx_threads=onnx_threads)
     names = names or [Path(r).name for r in runs]
     if len(set(names)) != len(names):
         raise UserError(f"two runs would share an adapter name ({names}). Name them: --name a --name b.")
+    batcher = Batcher(
+        registry, limits.batch_wait_ms, limits.max_batch_texts, limits.parallel_batches, threads
+    )
     for name, run in zip(names, runs, strict=True):
-        registry.load(name, run)
-    batcher = Batcher(registry, limits.batch_wait_ms, limits.max_batch_texts, limits.parallel_batches)
+        batcher.call(registry.load, name, run)  # on the model thread, like every torch call (Batcher)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:

@@ -11,8 +11,15 @@ one by one, so one request's failure never becomes another's.
 
 With torch, all model calls go through one worker thread: the active adapter of a shared base is
 switched per group, never concurrently, and loading or unloading an adapter (on the same thread) never
-overlaps a batch. ONNX Runtime sessions are safe to run concurrently, so there `parallel` batches may
-run at once, each on its own worker thread (and, in `serve`, with a share of the CPU cores each).
+overlaps a batch. Loading at start-up goes through that thread too (`call`): torch's OpenMP runtime
+keeps a team of threads for every thread that ever ran a parallel op, and with more OpenMP threads than
+cores they stop spinning between ops. With the models loaded on the main thread (and OpenMP's default
+wait policy), one-text requests on 2 cores took 29 ms instead of 17 (benchmarks/README.md, "Serving
+backends"). `threads` sets the model
+thread's torch threads; `serve` leaves one core to the event loop (HTTP, JSON, tokenizing).
+
+ONNX Runtime sessions are safe to run concurrently, so there `parallel` batches may run at once, each
+on its own worker thread (and, in `serve`, with a share of the CPU cores each).
 """
 
 from __future__ import annotations
@@ -44,18 +51,30 @@ class Batcher:
     group as one batch."""
 
     def __init__(
-        self, registry: Registry, wait_ms: float = 0.0, max_batch_texts: int = 256, parallel: int = 1
+        self,
+        registry: Registry,
+        wait_ms: float = 0.0,
+        max_batch_texts: int = 256,
+        parallel: int = 1,
+        threads: int | None = None,
     ) -> None:
         if parallel > 1 and registry.backend != "onnxruntime":
             raise ValueError(
                 "parallel batches need the onnxruntime backend (torch switches adapters per batch)"
             )
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be 1 or more, got {threads}")
         self.registry = registry
         self.wait_ms = wait_ms
         self.max_batch_texts = max_batch_texts
         self.parallel = parallel
         self.queue: asyncio.Queue[Item] | None = None
-        self.executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="intentlab-model")
+        self.executor = ThreadPoolExecutor(
+            max_workers=parallel,
+            thread_name_prefix="intentlab-model",
+            initializer=None if threads is None else _torch_threads,
+            initargs=() if threads is None else (threads,),
+        )
         self.tasks: list[asyncio.Task[None]] = []
         self.batches = 0  # forward passes run
         self.requests = 0  # requests received (requests / batches: the mean batch, in requests)
@@ -68,6 +87,10 @@ class Batcher:
         for task in self.tasks:
             task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(*args)` on the model thread and wait for it (outside the event loop: start-up)."""
+        return self.executor.submit(fn, *args).result()
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """Run `fn(*args)` on the model thread (loading and unloading adapters go through here)."""
@@ -140,3 +163,10 @@ class Batcher:
             results.append([p.to_dict() for p in entry.decider.decide(mine, item.top_k, threshold)])
             start += len(item.ids)
         return results
+
+
+def _torch_threads(n: int) -> None:
+    """The model thread's torch intra-op threads (OpenMP keeps this setting per calling thread)."""
+    import torch
+
+    torch.set_num_threads(n)
