@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -194,6 +195,42 @@ def test_adapter_input_casts_off_change_nothing_under_autocast(tiny_model: str, 
     # in the forward (profiled), the 4 adapted layers fed a bf16 tensor (attention output, FFN
     # output) lose their two casts: up to fp32 by peft, back to bf16 by autocast
     assert casts_a - casts_b == (8 if plain_lora else 0)
+
+
+@pytest.mark.parametrize("method", ["lora", "adalora", "dora", "ia3", "full", "head"])
+def test_bf16_inference_weights_keep_the_logits_of_training_storage(tiny_model: str, method: str) -> None:
+    """bf16 inference stores linear weights in bf16 once instead of autocast casting them every forward:
+    the logits are those of fp32 weights under autocast and of the layout training used (frozen base
+    layers in bf16); adapter weights stay fp32. DoRA reads its base weight in its own norm arithmetic,
+    so for DoRA the match is with training's layout only."""
+    import copy
+
+    from intentlab.inference.engine import Placement, forward_batches
+    from intentlab.models.classifier import bf16_inference_weights, frozen_linears_to_bf16
+
+    kw = {"target_modules": ["all-linear"]} if method not in ("full", "head") else {}
+    model = make(tiny_model, method, **kw)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # adapters away from their identity initialisation, so they matter
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    as_trained = copy.deepcopy(model)
+    frozen_linears_to_bf16(as_trained)  # what training under bf16 does (adapters still trainable)
+    fp32_weights = copy.deepcopy(model)
+    cast = bf16_inference_weights(model)
+    assert cast > 0
+    adapter_params = [p for n, p in model.named_parameters() if "lora_" in n or "ia3_" in n]
+    assert all(p.dtype == torch.float32 for p in adapter_params)
+    assert (len(adapter_params) > 0) == (method not in ("full", "head"))
+    ids = [[101, 2054, 2003, 1037, 2742, 102], [101, 2054, 102], [101, 7592, 2088, 2003, 102]]
+    bf16 = Placement(torch.device("cpu"), True)
+
+    def logits(m: torch.nn.Module) -> np.ndarray:
+        return forward_batches(m, ids, 0, bf16).logits
+
+    assert np.array_equal(logits(model), logits(as_trained))
+    if method != "dora":
+        assert np.array_equal(logits(model), logits(fp32_weights))
 
 
 @pytest.mark.parametrize("kernel", ["sdpa", "eager"])

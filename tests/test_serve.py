@@ -599,3 +599,33 @@ def test_models_load_and_run_on_the_model_thread_with_its_own_torch_threads(
         torch.set_num_threads(before)  # torch.set_num_threads also sets the default of threads to come
     assert serving_threads(3) == 3
     assert serving_threads(None) == max(1, usable_cores() - 1)
+
+
+def test_bf16_bases_hold_bf16_weights_and_are_not_shared_with_fp32_adapters(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base served under bf16 stores its linear weights in bf16 once (not cast at every forward); an
+    adapter run in fp32 on the same base model gets a base of its own, and both still answer."""
+    import torch
+
+    from intentlab.inference.engine import Placement
+    from intentlab.serving.registry import Registry
+
+    bf16_run = str(runs["bank"])
+
+    def placement(self: Registry, run: Path) -> Placement:
+        return Placement(torch.device("cpu"), str(run) == bf16_run)
+
+    monkeypatch.setattr(Registry, "_placement", placement)
+    reg = Registry()
+    reg.load("bank", runs["bank"])
+    reg.load("chat", runs["chat"])
+    assert len(reg.bases) == 2
+    dtypes = {
+        key[-1]: {m.base_layer.weight.dtype for m in base.modules() if hasattr(m, "base_layer")}
+        for key, base in reg.bases.items()
+    }
+    assert dtypes == {"bf16": {torch.bfloat16}, "fp32": {torch.float32}}
+    for name in ("bank", "chat"):
+        preds = reg.predict(name, ["hello there", "bye for now"], 1)
+        assert len(preds) == 2 and all(p["intents"][0]["intent"] in reg.entries[name].labels for p in preds)

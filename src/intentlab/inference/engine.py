@@ -159,6 +159,10 @@ class TorchBackend:
     ) -> None:
         self.placement = placement or Placement.for_this_machine()
         self.model = model.to(self.placement.device)
+        if self.placement.bf16:  # the backend owns the model: cast its weights once, not every forward
+            from intentlab.models.classifier import bf16_inference_weights
+
+            bf16_inference_weights(self.model)
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size

@@ -337,6 +337,33 @@ def frozen_linears_to_bf16(model: nn.Module) -> int:
     return n
 
 
+def bf16_inference_weights(model: nn.Module) -> int:
+    """For inference under bf16 autocast: store every linear layer's weights in bf16 once, except adapter
+    weights (peft reads those in its own arithmetic: DoRA's norms). Under `inference_mode` autocast
+    caches no cast, so fp32 weights were cast again at every forward, all ~10 M of the encoder's for a
+    one-text request. A linear layer's product sees the same bf16 values either way, so logits do not
+    change (tests/test_predict_export.py); the frozen base layers of adapter methods are stored exactly as
+    training stored them (`frozen_linears_to_bf16`). Returns the layers cast."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    adapters: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            for name in module.adapter_layer_names:
+                part = getattr(module, name, None)
+                if isinstance(part, nn.Module):
+                    adapters.update(id(m) for m in part.modules())
+    n = 0
+    for module in model.modules():
+        cast = type(module) is nn.Linear and id(module) not in adapters
+        if cast and module.weight.dtype != torch.bfloat16:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(torch.bfloat16)
+            n += 1
+    return n
+
+
 def no_adapter_input_casts(model: nn.Module) -> int:
     """Stop peft's plain LoRA layers (lora, adalora) from casting their input to their fp32 weights' dtype
     under bf16 autocast: a bf16 input (after GELU, or attention's output) was cast up to fp32 only for

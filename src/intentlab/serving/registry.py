@@ -23,6 +23,7 @@ from torch import nn
 from intentlab.errors import UserError
 from intentlab.inference.engine import Outputs, Placement, TorchBackend
 from intentlab.inference.predictor import Decider
+from intentlab.models.classifier import bf16_inference_weights
 from intentlab.models.io import encoder_options
 from intentlab.models.methods import ADAPTER
 from intentlab.runs import RunResult
@@ -120,11 +121,16 @@ class Registry:
         self.device = device
         self.lock = threading.RLock()
 
-    def _backend(self, model: nn.Module, tokenizer: Any, info: dict[str, Any], run: Path) -> TorchBackend:
+    def _placement(self, run: Path) -> Placement:
         from intentlab.runs import read_config
 
         bf16 = self.bf16 if self.bf16 is not None else bool(read_config(run).bf16)
-        placement = Placement.for_this_machine(self.device, bf16=bf16)
+        return Placement.for_this_machine(self.device, bf16=bf16)
+
+    @staticmethod
+    def _backend(
+        model: nn.Module, tokenizer: Any, info: dict[str, Any], placement: Placement
+    ) -> TorchBackend:
         return TorchBackend(model, tokenizer, int(info.get("max_length", 128)), placement)
 
     # ------------------------------------------------------------------ loading
@@ -146,7 +152,7 @@ class Registry:
             info, labels = read_model_info(folder)
             if info["weights"] != ADAPTER:
                 loaded = load_model(run)
-                backend = self._backend(loaded.model, loaded.tokenizer, info, run)
+                backend = self._backend(loaded.model, loaded.tokenizer, info, self._placement(run))
                 entry = Entry(name, run, info, labels, result, None, backend, self._decider(run, labels))
             else:
                 entry = self._load_adapter(name, run, folder, info, labels, result)
@@ -181,14 +187,25 @@ class Registry:
         config.modules_to_save = None  # heads live outside peft here (label sets differ per adapter)
         # served adapters never train (and peft allows one trainable adapter per base)
         config.inference_mode = True
-        key = (info["base_model"], info["pooling"], str(config.peft_type), str(sorted(encoder_options(info))))
+        # a base holds its weights in bf16 for bf16 placements (`bf16_inference_weights`): not shareable
+        # with adapters run in fp32
+        placement = self._placement(run)
+        key = (
+            info["base_model"],
+            info["pooling"],
+            str(config.peft_type),
+            str(sorted(encoder_options(info))),
+            "bf16" if placement.bf16 else "fp32",
+        )
         base = self.bases.get(key)
         shared = base is not None
         try:
             base = self._attach(base, name, config, info, adapter_state)
+            if placement.bf16:
+                bf16_inference_weights(base)
             head = self._head(base, labels, head_state)
             view = SharedAdapterView(base, peft_name(name), head, info["pooling"])
-            backend = self._backend(view, load_tokenizer(str(folder)), info, run)
+            backend = self._backend(view, load_tokenizer(str(folder)), info, placement)
         except Exception as e:
             if shared and peft_name(name) in base.peft_config:
                 base.delete_adapter(peft_name(name))  # leave the shared base exactly as it was
