@@ -344,8 +344,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def serving_threads(given: int | None) -> int:
     """torch threads for `serve`: as given, else the CPU cores less one, left to the event loop (HTTP,
-    JSON, tokenizing). On 2 cores one thread answered one-text requests in 20-21 ms against 31-33 ms with
-    two, and 105-116 against 84-92 requests/s under 8 clients (benchmarks/README.md, "Serving backends")."""
+    JSON, tokenizing). On 2 cores one thread answered one-text requests in 23 ms against 36-44 ms with
+    two, and 1.2-1.3x the requests/s under 8 clients (benchmarks/README.md, "Serving backends")."""
     from intentlab.hardware import usable_cores
 
     return given or max(1, usable_cores() - 1)

@@ -342,7 +342,7 @@ def bf16_inference_weights(model: nn.Module) -> int:
     weights (peft reads those in its own arithmetic: DoRA's norms). Under `inference_mode` autocast
     caches no cast, so fp32 weights were cast again at every forward, all ~10 M of the encoder's for a
     one-text request. A linear layer's product sees the same bf16 values either way, so logits do not
-    change (tests/test_predict_export.py); the frozen base layers of adapter methods are stored exactly as
+    change (tests/test_methods.py); the frozen base layers of adapter methods are stored exactly as
     training stored them (`frozen_linears_to_bf16`). Returns the layers cast."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 

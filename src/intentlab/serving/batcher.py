@@ -15,8 +15,8 @@ overlaps a batch. Loading at start-up goes through that thread too (`call`): tor
 keeps a team of threads for every thread that ever ran a parallel op, and with more OpenMP threads than
 cores they stop spinning between ops. With the models loaded on the main thread (and OpenMP's default
 wait policy), one-text requests on 2 cores took 29 ms instead of 17 (benchmarks/README.md, "Serving
-backends"). `threads` sets the model
-thread's torch threads; `serve` leaves one core to the event loop (HTTP, JSON, tokenizing).
+backends"). `threads` sets the model thread's torch threads; `serve` leaves one core to the event loop
+(HTTP, JSON, tokenizing).
 
 ONNX Runtime sessions are safe to run concurrently, so there `parallel` batches may run at once, each
 on its own worker thread (and, in `serve`, with a share of the CPU cores each).
