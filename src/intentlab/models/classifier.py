@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -323,18 +324,24 @@ def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module
     return apply_method(cfg, model, total_steps)
 
 
+def _linears_to_bf16(modules: Iterable[nn.Module], cast: Callable[[nn.Parameter], bool]) -> int:
+    """Store in bf16 the weight (and bias) of each plain `nn.Linear` in `modules` whose weight `cast`
+    accepts (the bias too when `cast` accepts it); returns the layers cast."""
+    n = 0
+    for module in modules:
+        if type(module) is nn.Linear and cast(module.weight):
+            for param in (module.weight, module.bias):
+                if param is not None and cast(param):
+                    param.data = param.data.to(torch.bfloat16)
+            n += 1
+    return n
+
+
 def frozen_linears_to_bf16(model: nn.Module) -> int:
     """Store the frozen linear layers' weights in bf16 once (adapter methods under bf16 autocast), instead
     of casting fp32 weights to bf16 at every forward; trained weights, LayerNorms and embeddings stay
     fp32. The matmuls see exactly the bf16 values autocast would have made. Returns the layers cast."""
-    n = 0
-    for module in model.modules():
-        if type(module) is nn.Linear and not module.weight.requires_grad:
-            module.weight.data = module.weight.data.to(torch.bfloat16)
-            if module.bias is not None and not module.bias.requires_grad:
-                module.bias.data = module.bias.data.to(torch.bfloat16)
-            n += 1
-    return n
+    return _linears_to_bf16(model.modules(), lambda p: not p.requires_grad)
 
 
 def bf16_inference_weights(model: nn.Module) -> int:
@@ -353,15 +360,8 @@ def bf16_inference_weights(model: nn.Module) -> int:
                 part = getattr(module, name, None)
                 if isinstance(part, nn.Module):
                     adapters.update(id(m) for m in part.modules())
-    n = 0
-    for module in model.modules():
-        cast = type(module) is nn.Linear and id(module) not in adapters
-        if cast and module.weight.dtype != torch.bfloat16:
-            module.weight.data = module.weight.data.to(torch.bfloat16)
-            if module.bias is not None:
-                module.bias.data = module.bias.data.to(torch.bfloat16)
-            n += 1
-    return n
+    rest = (m for m in model.modules() if id(m) not in adapters)
+    return _linears_to_bf16(rest, lambda p: p.dtype != torch.bfloat16)
 
 
 def no_adapter_input_casts(model: nn.Module) -> int:
