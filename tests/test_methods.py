@@ -71,6 +71,41 @@ def test_all_linear_covers_encoder_layers_but_not_pooler_or_head(tiny_model: str
     assert any("pooler.modules_to_save" in n for n in trainable(lora))  # cls pooling: pooler trains with head
 
 
+@pytest.mark.parametrize("method", ["lora", "dora", "adalora", "ia3"])
+def test_adapter_layers_adapts_the_top_layers_and_runs_no_backward_below(
+    tiny_model: str, method: str
+) -> None:
+    targets = ["key", "value", "output.dense"] if method == "ia3" else ["all-linear"]
+    model = make(tiny_model, method, target_modules=targets, adapter_layers=1)
+    adapter = [n for n in trainable(model) if "classifier" not in n]
+    assert adapter and all(".layer.1." in n for n in adapter), adapter  # the 2-layer model's top layer only
+    every = [n for n in trainable(make(tiny_model, method, target_modules=targets)) if "classifier" not in n]
+    assert len(every) == 2 * len(adapter)
+    outputs: dict[int, torch.Tensor] = {}
+    layers = model.get_base_model().encoder.encoder.layer
+    for i, layer in enumerate(layers):
+        layer.register_forward_hook(
+            lambda m, a, out, i=i: outputs.__setitem__(i, out[0] if isinstance(out, tuple) else out)
+        )
+    model.train()
+    ids = torch.tensor([[101, 2054, 2003, 102]])
+    model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.sum().backward()
+    assert not outputs[0].requires_grad  # nothing below the adapted layer joins the autograd graph
+    assert outputs[1].requires_grad
+
+
+def test_adapter_layers_is_checked_against_the_method_and_fits_any_depth(tiny_model: str) -> None:
+    from intentlab.config import validate
+    from intentlab.errors import UserError
+
+    with pytest.raises(UserError, match="adapter_layers must be at least 1"):
+        validate(Config(method="lora", adapter_layers=0))
+    with pytest.raises(UserError, match=r"adapter_layers applies to adapter methods .*not full"):
+        validate(Config(method="full", adapter_layers=2))
+    adapted = trainable(make(tiny_model, "lora", target_modules=["query"], adapter_layers=3))
+    assert sum(".lora_A." in n for n in adapted) == 2  # a count beyond the 2-layer model's depth: every layer
+
+
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_mean_pooling_ignores_padding(tiny_model: str, method: str) -> None:
     model = make(tiny_model, method).eval()

@@ -63,10 +63,17 @@ def outside(folder: Path, kind: str, base: str) -> dict:
 def cls_runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cls")
     runs = {}
-    for method in ("lora", "full"):
+    # the shipped default: [CLS] pooling for lora and full; adapters on the top layer only, as LoRA's
+    # shipped adapter_layers does on MiniLM (on the 2-layer model its count of 3 would adapt both)
+    extra = {
+        "lora": ["--adapter-layers", "1"],
+        "full": [],
+        "ia3": ["--pooling", "cls", "--adapter-layers", "1"],
+    }
+    for method, flags in extra.items():
         runs[method] = root / method
-        args = tiny_args(tiny_model, toy_data, 2)  # the shipped default: [CLS] pooling for lora and full
-        assert main(["train", "--method", method, "--out", str(runs[method]), *args]) == 0
+        args = tiny_args(tiny_model, toy_data, 2)
+        assert main(["train", "--method", method, "--out", str(runs[method]), *args, *flags]) == 0
         assert "pooling: cls" in (runs[method] / "config.yaml").read_text()
     return runs
 
@@ -89,19 +96,26 @@ def test_cls_runs_export_as_plain_bert_for_sequence_classification(
     assert got["pipeline"] == [p[0][0] for p in ref.predict(TEXTS)]  # id2label set: real intent names
 
 
+@pytest.mark.parametrize("method", ["lora", "ia3"])
 def test_a_cls_adapter_exports_as_a_standard_peft_adapter(
-    cls_runs: dict[str, Path], tmp_path: Path, tiny_model: str
+    cls_runs: dict[str, Path], tmp_path: Path, tiny_model: str, method: str
 ) -> None:
+    from safetensors.torch import load_file
+
     from intentlab.deploy.export import export_run
     from intentlab.inference.predictor import Predictor
 
     out = tmp_path / "adapter"
-    export_run(cls_runs["lora"], out)
+    export_run(cls_runs[method], out)
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["task_type"] == "SEQ_CLS" and config["base_model_name_or_path"] == tiny_model
+    adapted = {
+        k for k in load_file(out / "adapter_model.safetensors") if "classifier" not in k and "pooler" not in k
+    }
+    assert adapted and all(".layer.1." in k for k in adapted)  # --adapter-layers 1: the top layer only
     got = outside(out, "peft", tiny_model)
     np.testing.assert_allclose(
-        np.array(got["logits"]), Predictor.from_run(cls_runs["lora"], bf16=False).logits(TEXTS), atol=1e-4
+        np.array(got["logits"]), Predictor.from_run(cls_runs[method], bf16=False).logits(TEXTS), atol=1e-4
     )
 
 

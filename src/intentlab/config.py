@@ -127,6 +127,11 @@ class Config:
         "adapted modules (name suffixes, comma-separated), or all-linear for every encoder linear layer",
     )
     feedforward_modules: list[str] = _f(["output.dense"], "IA3: which targets are feed-forward layers")
+    adapter_layers: int | None = _f(
+        None,
+        "adapters on the top N encoder layers only; the layers below run forward, never backward "
+        "(null, or N >= the encoder's depth: every layer)",
+    )
     # --- SetFit (contrastive fine-tuning of the body on text pairs, then a logistic-regression head)
     setfit_iterations: int = _f(
         20, "SetFit: pairs generated per training text and iteration (the paper's 20)"
@@ -399,5 +404,12 @@ def validate(cfg: Config) -> None:
             need(0 <= getattr(cfg, name) < 1, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
     if cfg.method in METHODS and get(cfg.method).needs_targets:
         need(bool(cfg.target_modules), f"{cfg.method} needs target_modules (e.g. query,value or all-linear)")
+    if cfg.adapter_layers is not None:
+        need(cfg.adapter_layers >= 1, f"adapter_layers must be at least 1, got {cfg.adapter_layers}")
+        need(
+            cfg.method not in METHODS or get(cfg.method).needs_targets,
+            f"adapter_layers applies to adapter methods "
+            f"({', '.join(m for m in METHODS if get(m).needs_targets)}), not {cfg.method}; leave it unset",
+        )
     if p:
         raise UserError("invalid config: " + "; ".join(p) + ".")

@@ -105,11 +105,9 @@ def write_standard_adapter(run_model: Path, info: dict[str, Any], base_id: str, 
 
     src = run_model / "adapter"
     config = json.loads((src / "adapter_config.json").read_text())
-    target = config.get("target_modules")
-    if isinstance(target, str):
-        config["target_modules"] = target.replace(r"encoder\.encoder\.", rf"{PREFIX}\.encoder\.")
-    else:  # runs of older intentlab: names relative to a layer already match the standard class
-        config["target_modules"] = target
+    for key in ("target_modules", "feedforward_modules"):  # feedforward: IA3's
+        if isinstance(config.get(key), str):  # older runs' lists of names already fit the standard class
+            config[key] = config[key].replace(r"encoder\.encoder\.", rf"{PREFIX}\.encoder\.")
     for key in ("rank_pattern", "alpha_pattern"):
         if isinstance(config.get(key), dict):
             config[key] = {re.sub(r"^encoder\.", f"{PREFIX}.", k): v for k, v in config[key].items()}

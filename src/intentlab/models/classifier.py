@@ -227,13 +227,26 @@ def expand_targets(model: nn.Module, targets: list[str]) -> list[str]:
     return sorted(names)
 
 
-def target_pattern(model: nn.Module, targets: list[str]) -> str:
+def adapted_layers(model: nn.Module, top: int | None) -> list[int] | None:
+    """The indices of the encoder layers that get adapters: the top `top` (`adapter_layers`), or None
+    for every layer (also when `top` is the encoder's depth or more: a shipped count fits any encoder).
+    Layers below the lowest adapted one have nothing to train and no trainable input, so autograd never
+    runs backward through them."""
+    depth = int(model.encoder.config.num_hidden_layers)
+    if top is None or top >= depth:
+        return None
+    return list(range(depth - top, depth))
+
+
+def target_pattern(model: nn.Module, targets: list[str], layers: list[int] | None = None) -> str:
     """A regular expression (peft full-matches it) for the encoder's linear layers named by `targets`,
-    written with this wrapper's module paths (`encoder.encoder.layer.N....`).
+    written with this wrapper's module paths (`encoder.encoder.layer.N....`), in every layer or in
+    `layers` only.
 
     Full paths make a run's adapter fail loudly ("no modules were targeted") when someone loads it onto
     a model of another shape, such as transformers' BertForSequenceClassification, instead of loading
     with missing keys and predicting at chance. `intentlab export` writes the standard form."""
+    number = r"\d+" if layers is None else "(?:" + "|".join(str(i) for i in layers) + ")"
     found: set[str] = set()
     matched: set[str] = set()
     for name, module in model.encoder.named_modules():
@@ -243,7 +256,7 @@ def target_pattern(model: nn.Module, targets: list[str]) -> str:
         if hits:
             matched.update(hits)
             parts = re.split(r"\.\d+\.", "encoder." + name)  # layer numbers become \d+
-            found.add(r"\.\d+\.".join(re.escape(p) for p in parts))
+            found.add(rf"\.{number}\.".join(re.escape(p) for p in parts))
     missing = [t for t in targets if t not in matched]
     if not found or missing:
         raise UserError(
@@ -258,9 +271,10 @@ def peft_config(cfg: Config, model: nn.Module, total_steps: int = 1) -> Any:
     build = get(cfg.method).peft
     assert build is not None, f"{cfg.method} is not an adapter method"
     targets = expand_targets(model, cfg.target_modules)
-    pattern = target_pattern(model, targets)
+    layers = adapted_layers(model, cfg.adapter_layers)
+    pattern = target_pattern(model, targets, layers)
     feedforward = [m for m in cfg.feedforward_modules if m in targets]
-    ff_pattern = target_pattern(model, feedforward) if feedforward else None
+    ff_pattern = target_pattern(model, feedforward, layers) if feedforward else None
     ctx = PeftContext(targets, head_modules(cfg), total_steps, pattern, ff_pattern)
     try:
         return build(cfg, ctx)

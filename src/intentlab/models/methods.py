@@ -94,10 +94,9 @@ def _dora(cfg: Config, ctx: PeftContext) -> Any:
 def _ia3(cfg: Config, ctx: PeftContext) -> Any:
     from peft import IA3Config
 
-    ff = [m for m in cfg.feedforward_modules if m in ctx.targets]
     return IA3Config(
-        target_modules=ctx.targets,
-        feedforward_modules=ff,
+        target_modules=ctx.pattern,
+        feedforward_modules=ctx.feedforward_pattern or [],
         modules_to_save=ctx.modules_to_save,
         **_options(cfg),
     )
