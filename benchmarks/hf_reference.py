@@ -2,7 +2,8 @@
 
 `TrainingArguments` defaults on CPU (fp32, default optimizer, default dropout), `DataCollatorWithPadding`
 (pad to the longest text of a random batch), `AutoModelForSequenceClassification` on the same packaged
-MiniLM, the same learning rate, batch size, epochs and LoRA rank/targets as intentlab's shipped config.
+MiniLM, the same learning rate, batch size, epochs and LoRA rank/targets/adapted layers as intentlab's shipped
+config.
 """
 
 from __future__ import annotations
@@ -45,10 +46,16 @@ def build(method: str, num_labels: int, cfg: Any) -> Any:
         resolve_model_path(cfg.model), num_labels=num_labels
     )
     if method == "lora":
+        depth = model.config.num_hidden_layers
+        top = cfg.adapter_layers or depth  # the same adapted layers as intentlab's config
         model = get_peft_model(
             model,
             LoraConfig(
-                task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS
+                task_type="SEQ_CLS",
+                r=cfg.lora_r,
+                lora_alpha=cfg.lora_alpha,
+                target_modules=LORA_TARGETS,
+                layers_to_transform=list(range(depth - top, depth)),
             ),
         )
     return model

@@ -32,7 +32,12 @@ def main() -> None:
         key, sep, value = item.partition("=")
         if not sep:
             ap.error(f"--set {item!r}: expected KEY=VALUE")
-        changed[key.strip()] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        changed[key.strip()] = "null" if parsed is None else parsed  # resolve() drops None (= not given)
+    from intentlab.config import resolve
+
+    if resolve(args.method, None, changed) == resolve(args.method, None, {}):
+        ap.error(f"--set {' '.join(args.settings)} changes nothing in the shipped {args.method} config")
     label = ", ".join(f"{k}={v}" for k, v in changed.items())
     print(f"machine: {machine()}")
     print(f"machine kind: {machine_kind()}")
