@@ -108,3 +108,30 @@ def train_epoch_stats(method: str, overrides: dict[str, Any], out: str) -> dict[
         "test_accuracy": res.test.accuracy,
         "train_seconds": res.train.train_seconds,
     }
+
+
+def epoch_flops(method: str, overrides: dict[str, Any]) -> dict[str, float]:
+    """The matmul FLOPs of one training epoch as `train` runs it, counted by torch's `FlopCounterMode`
+    over every step (forward and backward, adapters and attention included; only the products autograd
+    really computes, so frozen layers below the lowest adapter count their forward pass only). Returns
+    the FLOPs done on the padded batches and the share of real tokens, so that
+    `flops * real_share` is the work the real tokens needed."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from intentlab.config import resolve
+    from intentlab.models.classifier import quiet_transformers
+    from intentlab.training.loop import for_this_machine, train_step
+    from intentlab.training.setup import Setup, make_accelerator
+
+    quiet_transformers()
+    cfg = for_this_machine(resolve(method, None, overrides))
+    accelerator = make_accelerator(cfg)
+    setup = Setup(cfg, accelerator)
+    setup.model.train()
+    lengths = [len(t) for t in setup.tokens["train"]]
+    real = padded = 0
+    with FlopCounterMode(display=False) as counter:
+        for batch in setup.sampler.batches():
+            padded += train_step(setup, accelerator, batch)[2]
+            real += sum(lengths[i] for i in batch)
+    return {"flops": float(counter.get_total_flops()), "real_share": real / padded}
