@@ -275,7 +275,7 @@ def peft_config(cfg: Config, model: nn.Module, total_steps: int = 1) -> Any:
     pattern = target_pattern(model, targets, layers)
     feedforward = [m for m in cfg.feedforward_modules if m in targets]
     ff_pattern = target_pattern(model, feedforward, layers) if feedforward else None
-    ctx = PeftContext(targets, head_modules(cfg), total_steps, pattern, ff_pattern)
+    ctx = PeftContext(pattern, head_modules(cfg), total_steps, ff_pattern)
     try:
         return build(cfg, ctx)
     except (TypeError, ValueError) as e:

@@ -32,11 +32,10 @@ BASELINE = "intentlab.training.baseline:train_baseline"
 class PeftContext:
     """What a peft config builder may use besides the run config."""
 
-    targets: list[str]  # adapted modules relative to a layer, `all-linear` already expanded
+    pattern: str  # the adapted linear layers as one full-path regex (what peft is given)
     modules_to_save: list[str]  # the head (and pooler): saved with the adapter
     total_steps: int  # optimizer steps of the whole run (AdaLoRA's budget schedule needs it)
-    pattern: str = ""  # the same modules as one full-path regex (what peft is given)
-    feedforward_pattern: str | None = None  # IA3: the targets that are feed-forward layers
+    feedforward_pattern: str | None = None  # IA3: the adapted layers that are feed-forward layers
 
 
 @dataclass(frozen=True)
