@@ -132,6 +132,11 @@ class Config:
         "adapters on the top N encoder layers only; the layers below run forward, never backward "
         "(null, or N >= the encoder's depth: every layer)",
     )
+    cache_frozen_layers: bool = _f(
+        True,
+        "with adapter_layers: compute the frozen layers below the adapters once per training text, not at "
+        "every step (exact; on where nothing below them is random or trained and the states fit)",
+    )
     # --- SetFit (contrastive fine-tuning of the body on text pairs, then a logistic-regression head)
     setfit_iterations: int = _f(
         20, "SetFit: pairs generated per training text and iteration (the paper's 20)"

@@ -143,6 +143,7 @@ class TrainInfo:
         None  # on the training split at the end: the generalisation gap's other side
     )
     train_accuracy_examples: int | None = None  # how many training examples it was measured on (None: all)
+    frozen_layers_cached: int = 0  # encoder layers below the adapters computed once, not every step
 
     @property
     def epochs_run(self) -> int:

@@ -146,8 +146,19 @@ class IntentClassifier(nn.Module):
         nn.init.normal_(self.classifier.weight, std=encoder.config.initializer_range)
         nn.init.zeros_(self.classifier.bias)
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def features(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        hidden_states: torch.Tensor | None = None,
+        from_layer: int = 0,
+    ) -> torch.Tensor:
+        """Pooled sentence vectors from token ids, or from `hidden_states`: the (padded) outputs of the
+        encoder's layers below `from_layer`, computed earlier (see `training/frozen.py`)."""
+        if hidden_states is None:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        else:
+            hidden = run_layers(self.encoder, hidden_states, attention_mask, from_layer)
         return pool(hidden, attention_mask, self.pooling, getattr(self.encoder, "pooler", None))
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
@@ -155,19 +166,58 @@ class IntentClassifier(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         loss_scale: torch.Tensor | float = 1.0,
+        hidden_states: torch.Tensor | None = None,
+        from_layer: int = 0,
         **_: Any,
     ) -> SequenceClassifierOutput:
         """Logits; with `labels`, also `loss` = summed cross-entropy x `loss_scale` (the loop passes
-        processes / global batch, so the loss is this process's share of the global batch mean)."""
-        logits = self.classify(self.features(input_ids, attention_mask))
+        processes / global batch, so the loss is this process's share of the global batch mean).
+        `hidden_states` and `from_layer` start the encoder at a layer instead of the token ids."""
+        assert attention_mask is not None
+        logits = self.classify(self.features(input_ids, attention_mask, hidden_states, from_layer))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float(), labels, reduction="sum") * loss_scale
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
+    """The encoder's stack of layers where it has BERT's layout (`encoder.layer`), else None."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    return layers if isinstance(layers, nn.ModuleList) and hasattr(encoder, "embeddings") else None
+
+
+def bidirectional_mask(encoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+    """The attention mask the encoder's layers expect, built as the encoder's own forward builds it."""
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:  # transformers 4.x
+        return encoder.get_extended_attention_mask(attention_mask, attention_mask.shape)
+    return create_bidirectional_mask(
+        config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+    )
+
+
+def run_layers(
+    encoder: nn.Module,
+    hidden: torch.Tensor,
+    attention_mask: torch.Tensor,
+    start: int,
+    stop: int | None = None,
+) -> torch.Tensor:
+    """The token states after the encoder's layers `start`..`stop` (default: the last), given the
+    states entering layer `start` (layer 0: the embeddings' output)."""
+    layers = encoder_layers(encoder)
+    assert layers is not None, "run_layers needs an encoder with BERT's layout"
+    mask = bidirectional_mask(encoder, hidden, attention_mask)
+    for layer in layers[start:stop]:
+        out = layer(hidden, mask)
+        hidden = out[0] if isinstance(out, tuple) else out  # transformers 4.x layers return tuples
+    return hidden
 
 
 class HeadOnly(nn.Module):

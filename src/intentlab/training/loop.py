@@ -223,7 +223,10 @@ def train_step(
 ) -> tuple[torch.Tensor, int, int]:
     """One optimizer step on one global batch; returns this process's summed cross-entropy (a tensor:
     no host sync), its example count and its padded token count."""
-    batch = {k: v.to(accelerator.device) for k, v in setup.collate(indices).items()}
+    batch = {
+        k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v
+        for k, v in setup.collate(indices).items()
+    }
     # the model's loss is this process's summed loss x (processes / global batch): DDP's mean over
     # processes then gives exactly the global batch mean, even when the shares differ by one example
     out = setup.model(**batch)
@@ -236,7 +239,7 @@ def train_step(
         setup.method.on_step(accelerator.unwrap_model(setup.model), global_step)
     setup.optimizer.zero_grad(set_to_none=True)
     ce = F.cross_entropy(out.logits.detach().float(), batch["labels"], reduction="sum")
-    return ce, batch["labels"].shape[0], batch["input_ids"].numel() if "input_ids" in batch else 0
+    return ce, batch["labels"].shape[0], batch["attention_mask"].numel() if "attention_mask" in batch else 0
 
 
 @dataclass
@@ -480,6 +483,7 @@ def _finish(
             checkpoint_bytes=0,
             train_accuracy=train_acc,
             train_accuracy_examples=train_rows,
+            frozen_layers_cached=setup.from_layer,
         ),
         test=Scores(**metrics(setup.y["test"], test_logits, ds.labels)),
         meta=provenance(),

@@ -142,6 +142,30 @@ class Setup:
         if cfg.compile:
             model = torch.compile(model, dynamic=True)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        self.from_layer = 0  # training steps enter the encoder here (> 0: the layers below ran once)
+        if self.cached is None:
+            self._cache_frozen_layers(accelerator)
+
+    def _cache_frozen_layers(self, accelerator: Any) -> None:
+        """Compute the frozen bottom layers once for the training texts, where that is exact (see
+        `training/frozen.py`); their time counts as training time, like a cached-features run's."""
+        from intentlab.inference.engine import Placement
+        from intentlab.training import frozen
+
+        train = self.tokens["train"]
+        layers = frozen.cached_layers(
+            self.cfg, self.full_model, [len(t) for t in train], accelerator.num_processes
+        )
+        if not layers:
+            return
+        t0 = time.perf_counter()
+        placement = Placement(accelerator.device, bool(self.cfg.bf16))
+        states = frozen.frozen_states(
+            self.full_model, train, self.pad_id, layers, placement, self.cfg.eval_batch_size
+        )
+        self.collate = frozen.StateCollator(states, self.y["train"], layers)
+        self.from_layer = layers
+        self.encode_seconds += time.perf_counter() - t0
 
     def _encode_once(self, model: torch.nn.Module, accelerator: Any) -> dict[str, torch.Tensor]:
         """Pooled features of every split through the frozen encoder (the one inference path)."""
