@@ -186,20 +186,13 @@ class IntentClassifier(nn.Module):
 
 
 def encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
-    """The encoder's stack of layers where it has BERT's layout (`encoder.layer`), else None."""
+    """The encoder's stack of layers where it has BERT's layout (`encoder.layer`) and `run_layers` can
+    start it at any layer (transformers 5, whose layers return a tensor), else None."""
+    from importlib.util import find_spec
+
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
-    return layers if isinstance(layers, nn.ModuleList) and hasattr(encoder, "embeddings") else None
-
-
-def bidirectional_mask(encoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-    """The attention mask the encoder's layers expect, built as the encoder's own forward builds it."""
-    try:
-        from transformers.masking_utils import create_bidirectional_mask
-    except ImportError:  # transformers 4.x
-        return encoder.get_extended_attention_mask(attention_mask, attention_mask.shape)
-    return create_bidirectional_mask(
-        config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
-    )
+    usable = isinstance(layers, nn.ModuleList) and hasattr(encoder, "embeddings")
+    return layers if usable and find_spec("transformers.masking_utils") else None
 
 
 def run_layers(
@@ -210,13 +203,17 @@ def run_layers(
     stop: int | None = None,
 ) -> torch.Tensor:
     """The token states after the encoder's layers `start`..`stop` (default: the last), given the
-    states entering layer `start` (layer 0: the embeddings' output)."""
+    states entering layer `start` (layer 0: the embeddings' output). The attention mask is built as
+    the encoder's own forward builds it (transformers 5's masking utilities)."""
+    from transformers.masking_utils import create_bidirectional_mask
+
     layers = encoder_layers(encoder)
     assert layers is not None, "run_layers needs an encoder with BERT's layout"
-    mask = bidirectional_mask(encoder, hidden, attention_mask)
+    mask = create_bidirectional_mask(
+        config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+    )
     for layer in layers[start:stop]:
-        out = layer(hidden, mask)
-        hidden = out[0] if isinstance(out, tuple) else out  # transformers 4.x layers return tuples
+        hidden = layer(hidden, mask)
     return hidden
 
 
