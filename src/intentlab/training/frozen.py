@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from intentlab.config import Config
-from intentlab.data.batching import sorted_batches
+from intentlab.data.batching import Collator, sorted_batches
 from intentlab.inference.engine import Placement
 from intentlab.models.classifier import encoder_layers, run_layers
 
@@ -65,17 +65,12 @@ def frozen_states(
     encoder = classifier_of(model).encoder
     out: list[torch.Tensor | None] = [None] * len(ids)
     device = placement.device
+    collate = Collator(ids, None, pad_id)
     for rows in sorted_batches([len(t) for t in ids], batch_size, placement.batch_tokens):
-        width = max(len(ids[i]) for i in rows)
-        batch = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            batch[r, : len(ids[i])] = torch.tensor(ids[i])
-            mask[r, : len(ids[i])] = 1
-        batch, mask = batch.to(device), mask.to(device)
+        batch = {k: v.to(device) for k, v in collate(rows).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=placement.bf16):
-            hidden = encoder.embeddings(input_ids=batch)
-            hidden = run_layers(encoder, hidden, mask, 0, layers)
+            hidden = encoder.embeddings(input_ids=batch["input_ids"])
+            hidden = run_layers(encoder, hidden, batch["attention_mask"], 0, layers)
         for r, i in enumerate(rows):
             out[i] = hidden[r, : len(ids[i])].clone()
     return out  # type: ignore[return-value]
