@@ -45,8 +45,6 @@ def cached_layers(cfg: Config, model: nn.Module, lengths: Sequence[int], process
             return 0
         if any(isinstance(m, nn.Dropout) and m.p > 0 for m in module.modules()):
             return 0
-        if any(getattr(m, "dropout_prob", 0) for m in module.modules()):  # attention probs dropout (4.x)
-            return 0
     width = int(encoder.config.hidden_size)
     return first if sum(lengths) * width * 4 <= MAX_CACHE_BYTES else 0
 
