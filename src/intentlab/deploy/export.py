@@ -87,6 +87,7 @@ def _export(
     from intentlab.deploy.card import write_card
     from intentlab.inference.engine import Placement, TorchBackend, softmax
     from intentlab.inference.evaluate import run_dataset
+    from intentlab.models.classifier import classifier_of
     from intentlab.models.io import encoder_options, load_model, model_folder
 
     ds, cfg = run_dataset(run, data_dir, other_data=True)  # any texts verify an export
@@ -104,9 +105,7 @@ def _export(
     ids = ref_backend.encode(ds.test.texts)
     y = np.asarray(ds.ids(ds.test))
     ref = softmax(ref_backend.run_ids(ids).logits)
-    encoder_config = (
-        loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model
-    ).encoder.config
+    encoder_config = classifier_of(loaded.model).encoder.config
     standard = hf.is_standard(loaded.info, encoder_config) and not quantized
     target = run_dir.claim()
     folder = model_folder(run)

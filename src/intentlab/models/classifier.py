@@ -185,6 +185,11 @@ class IntentClassifier(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The IntentClassifier inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
     """The encoder's stack of layers where it has BERT's layout (`encoder.layer`) and `run_layers` can
     start it at any layer (transformers 5, whose layers return a tensor), else None."""

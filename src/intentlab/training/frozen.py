@@ -19,14 +19,11 @@ from torch import nn
 from intentlab.config import Config
 from intentlab.data.batching import Collator, sorted_batches
 from intentlab.inference.engine import Placement
-from intentlab.models.classifier import encoder_layers, run_layers
+from intentlab.models.classifier import classifier_of, encoder_layers, run_layers
 
-MAX_CACHE_BYTES = 2 << 30  # Banking77's 9,003 training texts under MiniLM: ~146 k tokens x 384 x 4 B, 0.2 GiB
-
-
-def classifier_of(model: nn.Module) -> nn.Module:
-    """The IntentClassifier inside a peft wrapper (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+MAX_CACHE_BYTES = (
+    2 << 30
+)  # states are fp32; Banking77's 9,000 training texts, MiniLM: 146 k tokens x 384 x 4 B = 214 MB
 
 
 def cached_layers(cfg: Config, model: nn.Module, lengths: Sequence[int], processes: int) -> int:
@@ -85,12 +82,10 @@ class StateCollator:
 
     def __call__(self, indices: list[int]) -> dict[str, Any]:
         seqs = [self.states[i] for i in indices]
-        mask = torch.zeros((len(seqs), max(len(s) for s in seqs)), dtype=torch.long)
-        for row, s in enumerate(seqs):
-            mask[row, : len(s)] = 1
+        ones = [torch.ones(len(s), dtype=torch.long) for s in seqs]
         return {
             "hidden_states": nn.utils.rnn.pad_sequence(seqs, batch_first=True),
-            "attention_mask": mask,
+            "attention_mask": nn.utils.rnn.pad_sequence(ones, batch_first=True),
             "labels": torch.tensor([self.labels[i] for i in indices], dtype=torch.long),
             "loss_scale": torch.tensor(1.0 / len(indices)),
             "from_layer": self.layers,
