@@ -73,7 +73,10 @@ def machine() -> str:
     cpu = "unknown"
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
         cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), {platform.python_version()}"
+    from intentlab.allocator import active
+
+    threads = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return f"{cpu}, {os.cpu_count()} CPUs, {threads}, {platform.python_version()}, malloc: {active()}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

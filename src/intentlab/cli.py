@@ -34,6 +34,10 @@ WRITE_ERRORS = {
 }
 
 
+# commands whose time is training steps: they run on tcmalloc where it is installed (intentlab.allocator)
+TRAINING_COMMANDS = ("train", "compare", "sweep")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2) instead of usage dumps."""
 
@@ -614,6 +618,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs.COMMAND[:] = ["intentlab", *(sys.argv[1:] if argv is None else argv)]
     try:
+        if argv is None and args.command in TRAINING_COMMANDS:
+            from intentlab import allocator
+
+            allocator.reexec_if_wanted()  # tcmalloc where installed: faster epochs, same numbers
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"intentlab {args.command}: error: {e}", file=sys.stderr)

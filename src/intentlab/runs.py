@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from intentlab import allocator
 from intentlab.errors import UserError
 from intentlab.folders import is_complete, read_jsonl, write_json_atomic, write_jsonl_atomic
 from intentlab.hardware import machine_kind
@@ -282,6 +283,7 @@ def provenance() -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "machine_kind": machine_kind(),
+        "allocator": allocator.active(),
     }
 
 
