@@ -73,10 +73,16 @@ def machine() -> str:
     cpu = "unknown"
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
         cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    from intentlab.allocator import active
-
     threads = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    return f"{cpu}, {os.cpu_count()} CPUs, {threads}, {platform.python_version()}, malloc: {active()}"
+    return f"{cpu}, {os.cpu_count()} CPUs, {threads}, {platform.python_version()}, intentlab on {shipped_malloc()}"
+
+
+def shipped_malloc() -> str:
+    """The allocator intentlab's measured processes run on, as `intentlab train` would (allocator.py)."""
+    from intentlab import allocator
+
+    lib = allocator.wanted()
+    return "glibc malloc" if lib is None else f"tcmalloc ({lib})"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -84,12 +90,37 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def isolated(fn: Any, *args: Any) -> Any:
-    """`fn(*args)` in a freshly spawned Python process; returns its (picklable) result."""
+def isolated(fn: Any, *args: Any, shipped_malloc: bool = True) -> Any:
+    """`fn(*args)` in a freshly spawned Python process; returns its (picklable) result. The process runs
+    on the allocator `intentlab train` runs on (tcmalloc where installed, intentlab/allocator.py), or,
+    with `shipped_malloc=False`, on this process's own (glibc's, unless LD_PRELOAD says otherwise)."""
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
+    from intentlab import allocator
+
+    env = allocator.child_env() if shipped_malloc else dict(os.environ)
+    changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    saved = {k: os.environ.get(k) for k in changed}
+    os.environ.update(changed)  # a spawned child starts from this environment
+    try:
+        with mp.get_context("spawn").Pool(1) as pool:
+            return pool.apply(fn, args)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def malloc_line(trainer_shipped: bool = False) -> str:
+    """Which allocator the Trainer side of an intentlab / Trainer benchmark runs on."""
+    theirs = (
+        shipped_malloc()
+        if trainer_shipped
+        else "this process's (glibc malloc unless LD_PRELOAD says otherwise)"
+    )
+    return f"Trainer on {theirs}; intentlab on {shipped_malloc()}"
 
 
 def train_epoch_stats(method: str, overrides: dict[str, Any], out: str) -> dict[str, Any]:

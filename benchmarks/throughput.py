@@ -5,7 +5,9 @@
 Same model (packaged all-MiniLM-L6-v2), same method and hyper-parameters (intentlab's shipped configs),
 same batch size (32), same data (a shuffled Banking77 subset), one epoch, no evaluation. The two sides
 run alternately `--reps` times; the medians of training examples per second are compared and the ratio
-intentlab / Trainer is printed. The reference is described in benchmarks/hf_reference.py.
+intentlab / Trainer is printed. intentlab runs on the allocator `intentlab train` picks (tcmalloc where
+installed), the Trainer on glibc's, as a user's own script would; `--same-malloc` puts both on
+intentlab's. The reference is described in benchmarks/hf_reference.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import hf_reference as hf
-from common import isolated, machine, machine_kind, median, subset, table, train_epoch_stats
+from common import isolated, machine, machine_kind, malloc_line, median, subset, table, train_epoch_stats
 
 
 def trainer_examples_per_second(method: str, data: str, out: str, seed: int) -> float:
@@ -39,8 +41,12 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=1024)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--methods", default="full,lora")
+    ap.add_argument(
+        "--same-malloc", action="store_true", help="the Trainer on intentlab's allocator too (default: glibc)"
+    )
     args = ap.parse_args()
     print(f"machine: {machine()}")
+    print(malloc_line(args.same_malloc))
     print(f"machine kind: {machine_kind()} (intentlab picks bf16 where it is fast; the Trainer runs fp32)")
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -58,6 +64,7 @@ def main() -> None:
                         str(data),
                         str(Path(d) / f"hf-{method}-{rep}"),
                         rep,
+                        shipped_malloc=args.same_malloc,
                     )
                 )
                 print(

@@ -6,7 +6,9 @@ and for the Hugging Face Trainer (+ PEFT) setup — so speed is never bought wit
 Both sides train on the same Banking77 split (validation carved with intentlab's seeded split), with
 intentlab's shipped hyper-parameters, evaluating after every epoch; each stops at the first epoch whose
 validation accuracy is at least the baseline's (TF-IDF + linear SVM, fitted in the same run). Wall time
-counts training and the per-epoch evaluations, not model loading.
+counts training and the per-epoch evaluations, not model loading. intentlab runs on the allocator
+`intentlab train` picks (tcmalloc where installed), the Trainer on glibc's, as a user's own script
+would; `--same-malloc` puts both on intentlab's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hf_reference as hf
-from common import banking77_dir, isolated, machine, machine_kind, table
+from common import banking77_dir, isolated, machine, machine_kind, malloc_line, table
 
 
 def encode(tok: Any, split: Any, label2id: dict[str, int]) -> list[dict[str, Any]]:
@@ -109,8 +111,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="lora,full")
     ap.add_argument("--max-epochs", type=int, default=5)
+    ap.add_argument(
+        "--same-malloc", action="store_true", help="the Trainer on intentlab's allocator too (default: glibc)"
+    )
     args = ap.parse_args()
     print(f"machine: {machine()}")
+    print(malloc_line(args.same_malloc))
     print(f"machine kind: {machine_kind()} (intentlab picks bf16 where it is fast; the Trainer runs fp32)")
     ds = load_dataset("banking77", str(banking77_dir()))
     pipe = tfidf.make_pipeline().fit(ds.train.texts, ds.ids(ds.train))
@@ -121,7 +127,14 @@ def main() -> None:
         for method in args.methods.split(","):  # each side in its own fresh process
             ours = isolated(ours_time_to, method, floor, args.max_epochs, str(Path(d) / method))
             print(f"{method}: intentlab: {describe(ours, args.max_epochs)}", flush=True)
-            theirs = isolated(theirs_time_to, method, floor, args.max_epochs, str(Path(d) / f"hf-{method}"))
+            theirs = isolated(
+                theirs_time_to,
+                method,
+                floor,
+                args.max_epochs,
+                str(Path(d) / f"hf-{method}"),
+                shipped_malloc=args.same_malloc,
+            )
             print(f"{method}: Trainer: {describe(theirs, args.max_epochs)}", flush=True)
             ratio = f"**{theirs[1] / ours[1]:.2f}×**" if ours[0] and theirs[0] else "–"
             rows.append([method, describe(ours, args.max_epochs), describe(theirs, args.max_epochs), ratio])
