@@ -95,22 +95,14 @@ def isolated(fn: Any, *args: Any, shipped_malloc: bool = True) -> Any:
     on the allocator `intentlab train` runs on (tcmalloc where installed, intentlab/allocator.py), or,
     with `shipped_malloc=False`, on this process's own (glibc's, unless LD_PRELOAD says otherwise)."""
     import multiprocessing as mp
+    from unittest import mock
 
     from intentlab import allocator
 
-    env = allocator.child_env() if shipped_malloc else dict(os.environ)
-    changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
-    saved = {k: os.environ.get(k) for k in changed}
-    os.environ.update(changed)  # a spawned child starts from this environment
-    try:
-        with mp.get_context("spawn").Pool(1) as pool:
-            return pool.apply(fn, args)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # a spawned child starts from this environment; patch.dict puts it back afterwards
+    env = allocator.child_env() if shipped_malloc else {}
+    with mock.patch.dict(os.environ, env), mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
 
 
 def malloc_line(trainer_shipped: bool = False) -> str:

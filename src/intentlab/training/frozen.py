@@ -21,9 +21,8 @@ from intentlab.data.batching import Collator, sorted_batches
 from intentlab.inference.engine import Placement
 from intentlab.models.classifier import classifier_of, encoder_layers, run_layers
 
-MAX_CACHE_BYTES = (
-    2 << 30
-)  # states are fp32; Banking77's 9,000 training texts, MiniLM: 146 k tokens x 384 x 4 B = 214 MB
+# states are fp32; Banking77's 9,000 training texts, MiniLM: 146 k tokens x 384 x 4 B = 214 MB
+MAX_CACHE_BYTES = 2 << 30
 
 
 def cached_layers(cfg: Config, model: nn.Module, lengths: Sequence[int], processes: int) -> int:
