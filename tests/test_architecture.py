@@ -87,6 +87,38 @@ def test_predict_serve_and_evaluate_give_identical_probabilities(lora_run: Path)
     assert np.array_equal(softmax(logits).argmax(1), logits.argmax(1))
 
 
+def test_training_steps_keep_their_attention_kernel_and_evaluation_borrows_inferences(
+    tiny_model: str,
+) -> None:
+    from intentlab.config import resolve
+    from intentlab.models.classifier import build_model, classifier_of, inference_attention
+
+    model = build_model(resolve("lora", None, {"model": tiny_model, "attention": "eager"}), 4)
+    config = classifier_of(model).encoder.config
+    assert config._attn_implementation == "eager"
+    with inference_attention(model):
+        assert config._attn_implementation == classifier_of(model).inference_attention == "sdpa"
+    assert config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("method", ["lora", "head"])
+def test_scores_recorded_in_training_come_from_the_inference_path(
+    tmp_path: Path, tiny_model: str, toy_data: str, method: str
+) -> None:
+    """Training steps may run another attention kernel than inference (eager, the default under CPU
+    bf16); the validation and test scores a run records, and a frozen encoder's cached features, still
+    come from the kernel a reloaded run runs, so `evaluate` gives back the recorded numbers exactly."""
+    from intentlab.inference.evaluate import evaluate_run
+
+    out = tmp_path / method
+    args = ["train", "--method", method, "--attention", "eager", "--out", str(out)]
+    assert main([*args, *tiny_args(tiny_model, toy_data, 2)]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["attention"] == "eager"
+    recorded = json.loads((out / "result.json").read_text())["test"]
+    scores = evaluate_run(out)
+    assert (scores["loss"], scores["accuracy"]) == (recorded["loss"], recorded["accuracy"])
+
+
 def test_a_bf16_run_scored_without_fast_bf16_runs_in_fp32(
     lora_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

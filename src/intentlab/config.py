@@ -99,7 +99,9 @@ class Config:
     )
     compile: bool = _f(False, "torch.compile the model (pays off only for long runs)")
     attention: str | None = _f(
-        None, "attention kernel: sdpa or eager (explicit matmuls) [default: eager under CPU bf16, else sdpa]"
+        None,
+        "attention kernel of the training steps: sdpa or eager (explicit matmuls) [default: eager under CPU "
+        "bf16, else sdpa]; validation and test scores use the inference path's (the model's default)",
     )
     bucket_batches: int = _f(64, "length bucketing: shuffle chunks of this many batches, sort within a chunk")
     checkpoint_steps: int = _f(0, "also write a resumable checkpoint every N steps (0: at epoch ends only)")

@@ -31,7 +31,12 @@ from intentlab.hardware import default_device_type, fast_bf16
 from intentlab.inference.engine import Placement, forward_batches, softmax
 from intentlab.inference.metrics import metrics
 from intentlab.inference.ood_run import fit_run_ood, wants_ood
-from intentlab.models.classifier import load_trainable_state, quiet_transformers, trainable_state
+from intentlab.models.classifier import (
+    inference_attention,
+    load_trainable_state,
+    quiet_transformers,
+    trainable_state,
+)
 from intentlab.models.io import save_model
 from intentlab.reporting.plots import training_curves
 from intentlab.runs import (
@@ -195,22 +200,25 @@ def _evaluate(accelerator: Any, setup: Setup, split: str, rows: list[int] | None
     if rows is not None:
         ids = [ids[i] for i in rows]
     model = accelerator.unwrap_model(setup.model)
+    # validation runs where training runs, so the training machine's precision is the right one here
+    placement = Placement(accelerator.device, bool(cfg.bf16))
     if setup.cached is not None:  # a frozen encoder: its features were computed once
         cached = setup.cached[split] if rows is None else setup.cached[split][rows]
-        with torch.inference_mode():
+        autocast = torch.autocast(placement.device.type, dtype=torch.bfloat16, enabled=placement.bf16)
+        with torch.inference_mode(), autocast:  # as the inference path classifies them
             was = model.training
             model.eval()
             logits = torch.cat([model.classify(f) for f in cached.split(cfg.eval_batch_size)])
             model.train(was)
         return logits.float().cpu().numpy()
-    # validation runs where training runs, so the training machine's precision is the right one here
-    placement = Placement(accelerator.device, bool(cfg.bf16))
     if accelerator.num_processes == 1:
-        return forward_batches(model, ids, setup.pad_id, placement, cfg.eval_batch_size).logits
+        with inference_attention(model):
+            return forward_batches(model, ids, setup.pad_id, placement, cfg.eval_batch_size).logits
     mine = list(range(accelerator.process_index, len(ids), accelerator.num_processes))
-    logits = forward_batches(
-        model, [ids[i] for i in mine], setup.pad_id, placement, cfg.eval_batch_size
-    ).logits
+    with inference_attention(model):
+        logits = forward_batches(
+            model, [ids[i] for i in mine], setup.pad_id, placement, cfg.eval_batch_size
+        ).logits
     pairs = gather_object([(i, row) for i, row in zip(mine, logits, strict=True)])
     out = np.zeros((len(ids), logits.shape[1]), dtype=np.float32)
     for i, row in pairs:
