@@ -1,5 +1,6 @@
-"""The training commands' allocator: which library INTENTLAB_ALLOCATOR picks, how it reaches LD_PRELOAD,
-the one re-execution, a bad setting as a one-line error, and the allocator recorded with a run."""
+"""The model commands' allocator: which library INTENTLAB_ALLOCATOR picks, how it reaches LD_PRELOAD,
+the one re-execution, which commands take it, a bad setting as a one-line error, and the allocator
+recorded with a run."""
 
 from __future__ import annotations
 
@@ -67,21 +68,47 @@ def test_a_path_is_taken_as_given_and_must_exist(tmp_path: Path) -> None:
         allocator.wanted({allocator.ENV: str(tmp_path / "missing.so")})
 
 
-def test_a_missing_library_is_a_one_line_error(tmp_path: Path) -> None:
+MODEL_COMMANDS = {
+    "train": ["train", "--out", "{tmp}/run"],
+    "compare": ["compare", "--out", "{tmp}/run"],
+    "sweep": ["sweep", "--method", "lora", "--trials", "2", "--out", "{tmp}/run"],
+    "evaluate": ["evaluate", "{tmp}/run"],
+    "predict": ["predict", "{tmp}/run", "hello"],
+    "ood": ["ood", "{tmp}/run"],
+    "export": ["export", "{tmp}/run", "--out", "{tmp}/export"],
+}
+
+
+def _with_missing_allocator(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
     if not sys.platform.startswith("linux"):
         pytest.skip("the allocator is chosen on Linux only")
     env = {**os.environ, allocator.ENV: str(tmp_path / "nope.so")}
-    done = subprocess.run(
-        [sys.executable, "-m", "intentlab", "train", "--out", str(tmp_path / "run")],
+    return subprocess.run(
+        [sys.executable, "-m", "intentlab", *(a.format(tmp=tmp_path) for a in args)],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("command", sorted(MODEL_COMMANDS))
+def test_every_model_command_takes_the_allocator_and_a_missing_library_is_a_one_line_error(
+    tmp_path: Path, command: str
+) -> None:
+    done = _with_missing_allocator(tmp_path, MODEL_COMMANDS[command])
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert "INTENTLAB_ALLOCATOR" in done.stderr and "nope.so is not a file" in done.stderr
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists() and not (tmp_path / "export").exists()
+
+
+def test_the_server_and_the_report_keep_the_c_library_malloc(tmp_path: Path) -> None:
+    """`serve` stays on glibc (measured: no gain worth it) and `report` runs no model: neither looks."""
+    done = _with_missing_allocator(tmp_path, ["report", "{tmp}/no-runs", "--out", "{tmp}/report"])
+    assert done.returncode == 2 and "INTENTLAB_ALLOCATOR" not in done.stderr, done.stderr
+    done = _with_missing_allocator(tmp_path, ["serve", "{tmp}/no-run"])
+    assert done.returncode == 2 and "INTENTLAB_ALLOCATOR" not in done.stderr, done.stderr
 
 
 def test_in_process_calls_never_reexecute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

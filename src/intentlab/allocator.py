@@ -1,11 +1,13 @@
-"""Which C memory allocator the training commands run on: tcmalloc where the machine has it.
+"""Which C memory allocator the model commands run on: tcmalloc where the machine has it.
 
 A training step on a CPU allocates and frees the same activation and gradient buffers thousands of
 times an epoch. glibc's malloc hands large blocks back to the kernel and takes them again (page faults
 and zeroing every step); tcmalloc keeps them. Measured with `python benchmarks/allocator.py`: same
-results bit for bit, and faster epochs (figures in docs/tuning.md). The allocator has to be chosen
-before the process starts, so `intentlab train|compare|sweep` re-execute themselves once with tcmalloc
-in `LD_PRELOAD`, as PyTorch's own CPU launcher (`torch.backends.xeon.run_cpu`) does.
+results bit for bit, and faster epochs (figures in docs/tuning.md); inference over many texts gains
+too. The allocator has to be chosen before the process starts, so the commands that run the model
+(`intentlab train|compare|sweep|evaluate|predict|ood|export`, `cli.MODEL_COMMANDS`) re-execute
+themselves once with tcmalloc in `LD_PRELOAD`, as PyTorch's own CPU launcher
+(`torch.backends.xeon.run_cpu`) does.
 
     INTENTLAB_ALLOCATOR=auto     # default: tcmalloc if installed (Debian/Ubuntu: libtcmalloc-minimal4)
     INTENTLAB_ALLOCATOR=system   # keep the C library's malloc

@@ -34,8 +34,10 @@ WRITE_ERRORS = {
 }
 
 
-# commands whose time is training steps: they run on tcmalloc where it is installed (intentlab.allocator)
-TRAINING_COMMANDS = ("train", "compare", "sweep")
+# commands that run the model over many texts: they run on tcmalloc where it is installed
+# (intentlab.allocator; measured with benchmarks/allocator.py). `serve` stays on the C library's malloc:
+# a long-lived server gained 4% on tcmalloc, and its memory grew the same (benchmarks/README.md).
+MODEL_COMMANDS = ("train", "compare", "sweep", "evaluate", "predict", "ood", "export")
 
 
 class Parser(argparse.ArgumentParser):
@@ -618,10 +620,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs.COMMAND[:] = ["intentlab", *(sys.argv[1:] if argv is None else argv)]
     try:
-        if argv is None and args.command in TRAINING_COMMANDS:
+        if argv is None and args.command in MODEL_COMMANDS:
             from intentlab import allocator
 
-            allocator.reexec_if_wanted()  # tcmalloc where installed: faster epochs, same numbers
+            allocator.reexec_if_wanted()  # tcmalloc where installed: faster, same numbers
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"intentlab {args.command}: error: {e}", file=sys.stderr)
