@@ -7,7 +7,8 @@ same batch size (32), same data (a shuffled Banking77 subset), one epoch, no eva
 run alternately `--reps` times; the medians of training examples per second are compared and the ratio
 intentlab / Trainer is printed. intentlab runs on the allocator `intentlab train` picks (tcmalloc where
 installed), the Trainer on glibc's, as a user's own script would; `--same-malloc` puts both on
-intentlab's. The reference is described in benchmarks/hf_reference.py.
+intentlab's. `--fp32` trains intentlab in fp32 too (as it does on a CPU without fast bf16), which shows
+on any machine how much of the ratio is bf16's. The reference is described in benchmarks/hf_reference.py.
 """
 
 from __future__ import annotations
@@ -44,17 +45,26 @@ def main() -> None:
     ap.add_argument(
         "--same-malloc", action="store_true", help="the Trainer on intentlab's allocator too (default: glibc)"
     )
+    ap.add_argument(
+        "--fp32", action="store_true", help="intentlab in fp32 too (default: bf16 where it is fast)"
+    )
     args = ap.parse_args()
     print(f"machine: {machine()}")
     print(malloc_line(args.same_malloc))
-    print(f"machine kind: {machine_kind()} (intentlab picks bf16 where it is fast; the Trainer runs fp32)")
+    picks = "fp32 (--fp32)" if args.fp32 else "bf16 where it is fast"
+    print(f"machine kind: {machine_kind()} (intentlab: {picks}; the Trainer runs fp32)")
     rows = []
     with tempfile.TemporaryDirectory() as d:
         data = subset(args.examples, Path(d) / "data")
         for method in args.methods.split(","):
             ours, theirs = [], []
             for rep in range(args.reps):  # each side of each rep in its own fresh process
-                overrides = {"data": str(data), "epochs": 1, "seed": rep}
+                overrides = {
+                    "data": str(data),
+                    "epochs": 1,
+                    "seed": rep,
+                    **({"bf16": False} if args.fp32 else {}),
+                }
                 row = isolated(train_epoch_stats, method, overrides, str(Path(d) / f"{method}-{rep}"))
                 ours.append(row["train_examples_per_second"])
                 theirs.append(
