@@ -50,6 +50,33 @@ def test_evaluate_refuses_data_that_changed_since_training(
     assert main(["evaluate", str(out), "--other-data", "--json"]) == 0
 
 
+def test_a_banking77_run_is_scored_from_the_folder_it_read_only_while_its_files_are_unchanged(
+    tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import urllib.request
+
+    folder = tmp_path / "banking77"
+    folder.mkdir()
+    write_csv(folder / "train.csv", make_rows(20, seed=1), ("text", "category"))
+    write_csv(folder / "test.csv", make_rows(5, seed=2), ("text", "category"))
+    monkeypatch.setenv("INTENTLAB_DATA_DIR", str(folder))
+    monkeypatch.setenv("INTENTLAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["train", "--method", "head", "--out", str(out), *tiny_args(tiny_model, "banking77", 1)]) == 0
+    monkeypatch.delenv("INTENTLAB_DATA_DIR")  # a new shell: nothing says where Banking77 is
+
+    def offline(*a: object, **k: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0  # the recorded folder, its checksums matching
+    assert "downloading" not in capsys.readouterr().err
+    write_csv(folder / "test.csv", make_rows(5, seed=3), ("text", "category"))  # edited since
+    assert main(["evaluate", str(out)]) == 2
+    assert "not available locally" in one_line(capsys)  # the run's record no longer points anywhere
+
+
 def test_data_paths_are_recorded_absolute(
     tmp_path: Path, tiny_model: str, toy_data: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

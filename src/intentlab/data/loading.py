@@ -1,7 +1,9 @@
 """Datasets: find, read and validate them; split, label-map and tokenize; length-bucketed batches.
 
 Banking77 is found in this order: `--data-dir`, `$INTENTLAB_DATA_DIR`, the user cache
-(`~/.cache/intentlab/banking77`), then a download of the public CSVs into that cache. Your own data is
+(`~/.cache/intentlab/banking77`), then a download of the public CSVs into that cache. A trained run
+scored later (`evaluate`, `ood`, `export`) first looks in the folder it was trained from, when its
+files still have the checksums the run recorded (`inference/evaluate.py`). Your own data is
 one CSV/JSONL file (train, validation and test are carved from it) or a folder with `train.*`, optional
 `validation.*`/`val.*`/`dev.*` and optional `test.*` files.
 
@@ -125,7 +127,8 @@ def download_banking77(target: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- reading files
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes (what runs record of their data files)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -371,7 +374,7 @@ def load_dataset(
             )
     source = {
         "name": name,
-        "files": {k: {"path": str(p.resolve()), "sha256": _sha256(p)} for k, p in files.items()},
+        "files": {k: {"path": str(p.resolve()), "sha256": sha256_of(p)} for k, p in files.items()},
         "text_column": text_column or "text",
         "label_column": label_column,
         "carved": sorted({"validation", "test"} - set(files)),

@@ -7,6 +7,7 @@ and precision.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,9 @@ def run_dataset(run: Path, data_dir: str | None = None, other_data: bool = False
 
     result = load_result(run)  # refuses incomplete or foreign runs with a clear message
     cfg = read_config(run)
-    ds = dataset_for(cfg, data_dir)
+    recorded = result.run.dataset.get("source", {}).get("files", {})
+    ds = dataset_for(cfg, data_dir or _recorded_banking77(cfg, recorded))
     if not other_data:
-        recorded = result.run.dataset.get("source", {}).get("files", {})
         changed = [
             split
             for split, f in ds.source["files"].items()
@@ -39,6 +40,30 @@ def run_dataset(run: Path, data_dir: str | None = None, other_data: bool = False
                 "the original data, or pass --other-data to score this data anyway."
             )
     return ds, cfg
+
+
+def _recorded_banking77(cfg: Any, recorded: dict[str, Any]) -> str | None:
+    """The folder a Banking77 run read its train.csv and test.csv from, when nothing else says where to
+    look now and both files are still there with the checksums the run recorded: a run scored in a new
+    shell does not go looking for a download. (A stranger's run can name any path; only files whose
+    contents match its checksums are ever read through it.)"""
+    from intentlab.data.loading import sha256_of
+
+    if cfg.data != "banking77" or cfg.data_dir or os.environ.get("INTENTLAB_DATA_DIR"):
+        return None
+    try:
+        files = {
+            split: (Path(recorded[split]["path"]), str(recorded[split]["sha256"]))
+            for split in ("train", "test")
+        }
+    except (KeyError, TypeError):
+        return None
+    folders = {path.parent for path, _ in files.values()}
+    if len(folders) != 1 or any(path.name != f"{split}.csv" for split, (path, _) in files.items()):
+        return None
+    if not all(path.is_file() and sha256_of(path) == sha for path, sha in files.values()):
+        return None
+    return str(folders.pop())
 
 
 def evaluate_run(
