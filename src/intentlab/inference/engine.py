@@ -132,6 +132,8 @@ def forward_batches(
         f = pooled.float().cpu().numpy() if features and pooled is not None else None
         return logits.float().cpu().numpy(), f
 
+    from intentlab.models.classifier import inference_attention
+
     was_training = getattr(model, "training", False)
     model.eval()
     autocast = (
@@ -140,7 +142,7 @@ def forward_batches(
         else contextlib.nullcontext()
     )
     try:
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast, inference_attention(model):
             return run_sorted(ids, pad, batch_size, step, placement.batch_tokens)
     finally:
         model.train(was_training)

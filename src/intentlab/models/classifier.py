@@ -397,13 +397,13 @@ def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module
 def inference_attention(model: nn.Module) -> Iterator[None]:
     """Run the block with the attention kernel the inference path runs (transformers' default for the
     encoder, which `load_model` gets), when training steps use another (`attention`; eager under CPU
-    bf16). Scores recorded during training then equal `intentlab evaluate`'s bit for bit: under bf16 the
-    two kernels round differently (0.03 in a probability, 3 of Banking77's 3,080 test predictions)."""
+    bf16). `forward_batches` runs in it, so scores recorded during training equal `intentlab evaluate`'s
+    bit for bit: under bf16 the two kernels round differently (0.03 in a probability, 3 of Banking77's
+    3,080 test predictions). Models not built by `build_model` (reloads, exports) are left as they are."""
     inner = classifier_of(model)
     want = getattr(inner, "inference_attention", None)
-    config = inner.encoder.config
-    have = config._attn_implementation
-    if want is None or want == have:
+    have = inner.encoder.config._attn_implementation if want is not None else None
+    if want == have:
         yield
         return
     inner.encoder.set_attn_implementation(want)

@@ -31,12 +31,7 @@ from intentlab.hardware import default_device_type, fast_bf16
 from intentlab.inference.engine import Placement, forward_batches, softmax
 from intentlab.inference.metrics import metrics
 from intentlab.inference.ood_run import fit_run_ood, wants_ood
-from intentlab.models.classifier import (
-    inference_attention,
-    load_trainable_state,
-    quiet_transformers,
-    trainable_state,
-)
+from intentlab.models.classifier import load_trainable_state, quiet_transformers, trainable_state
 from intentlab.models.io import save_model
 from intentlab.reporting.plots import training_curves
 from intentlab.runs import (
@@ -212,13 +207,11 @@ def _evaluate(accelerator: Any, setup: Setup, split: str, rows: list[int] | None
             model.train(was)
         return logits.float().cpu().numpy()
     if accelerator.num_processes == 1:
-        with inference_attention(model):
-            return forward_batches(model, ids, setup.pad_id, placement, cfg.eval_batch_size).logits
+        return forward_batches(model, ids, setup.pad_id, placement, cfg.eval_batch_size).logits
     mine = list(range(accelerator.process_index, len(ids), accelerator.num_processes))
-    with inference_attention(model):
-        logits = forward_batches(
-            model, [ids[i] for i in mine], setup.pad_id, placement, cfg.eval_batch_size
-        ).logits
+    logits = forward_batches(
+        model, [ids[i] for i in mine], setup.pad_id, placement, cfg.eval_batch_size
+    ).logits
     pairs = gather_object([(i, row) for i, row in zip(mine, logits, strict=True)])
     out = np.zeros((len(ids), logits.shape[1]), dtype=np.float32)
     for i, row in pairs:

@@ -25,7 +25,6 @@ from intentlab.models.classifier import (
     features_are_fixed,
     frozen_linears_to_bf16,
     head_modules,
-    inference_attention,
     load_tokenizer,
     no_adapter_input_casts,
     position_limit,
@@ -175,12 +174,11 @@ class Setup:
         placement = Placement(accelerator.device, bool(self.cfg.bf16))
         model.to(accelerator.device)
         out = {}
-        with inference_attention(model):  # these features are the inference path's, as a reload computes them
-            for split, ids in self.tokens.items():
-                feats = forward_batches(
-                    model, ids, self.pad_id, placement, self.cfg.eval_batch_size, features=True
-                ).features
-                out[split] = torch.from_numpy(feats).to(accelerator.device)
+        for split, ids in self.tokens.items():
+            feats = forward_batches(
+                model, ids, self.pad_id, placement, self.cfg.eval_batch_size, features=True
+            ).features
+            out[split] = torch.from_numpy(feats).to(accelerator.device)
         return out
 
 
