@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -194,6 +195,29 @@ def test_corrupted_weights_fail_cleanly(
     (out / "model" / "intentlab.json").write_text("{not json")
     code, err = run_cli(["predict", str(out), "hello"], capsys)
     assert_clean_error(code, err, "corrupt")
+
+
+@pytest.mark.parametrize("method", ["lora", "baseline"])
+def test_a_run_record_without_its_model_says_so(
+    method: str, tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/results keeps run folders minus weights and tokenizer: loading one names that, not a hub id."""
+    out = tmp_path / "run"
+    assert main(["train", "--method", method, "--out", str(out), *train_args, "--epochs", "1"]) == 0
+    if method == "baseline":
+        shutil.rmtree(out / "model")
+    else:
+        for f in (out / "model").rglob("*"):
+            if f.is_file() and (f.suffix == ".safetensors" or f.name.startswith("tokenizer")):
+                f.unlink()
+    commands = [["evaluate", str(out)], ["predict", str(out), "hello"]]
+    if method == "lora":
+        commands += [["ood", str(out)], ["export", str(out), "--out", str(tmp_path / "x")]]
+    for cmd in commands:
+        code, err = run_cli(cmd, capsys)
+        assert_clean_error(code, err, "a run's record without its model")
+        assert f"intentlab train --config {out}/config.yaml" in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_version_and_help_show_what_a_run_uses(capsys: pytest.CaptureFixture[str]) -> None:

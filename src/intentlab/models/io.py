@@ -142,6 +142,8 @@ def read_model_info(folder: Path) -> tuple[dict[str, Any], list[str]]:
     except FileNotFoundError:
         if (folder / tfidf.LEGACY_PICKLE).is_file():
             tfidf.load(folder, [])  # raises the one-line "old pickled baseline" error; never unpickles
+        if (folder.parent / "result.json").is_file():
+            raise _record_only(folder.parent, "model/") from None
         raise UserError(
             f"{folder} holds no intentlab model ({MODEL_INFO} or labels.json missing). "
             "Pass a run folder written by `intentlab train`."
@@ -159,6 +161,22 @@ def read_model_info(folder: Path) -> tuple[dict[str, Any], list[str]]:
     return info, labels
 
 
+# What each storage needs beside intentlab.json and labels.json (tokenizer_config.json: every encoder).
+WEIGHT_FILES = {
+    ALL_WEIGHTS: ("model.safetensors", "encoder/config.json"),
+    HEAD_ONLY: ("head.safetensors",),
+    ADAPTER: ("adapter/adapter_config.json", "adapter/adapter_model.safetensors"),
+}
+
+
+def _record_only(run: Path, missing: str) -> UserError:
+    return UserError(
+        f"{run} has no {missing}: it is a run's record without its model (like the runs kept in "
+        "docs/results). Pass the run folder `intentlab train` wrote, or train it again: "
+        f"intentlab train --config {run}/config.yaml --out NEW_RUN."
+    )
+
+
 def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
     """Rebuild a trained model from a run folder (or its `model/` folder), in eval mode.
 
@@ -174,6 +192,11 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
             f"{folder.parent} is a TF-IDF baseline run: `intentlab predict` and `evaluate` read it, "
             "`serve` and `export` need an encoder run."
         )
+    missing = [
+        f for f in ("tokenizer_config.json", *WEIGHT_FILES[info["weights"]]) if not (folder / f).is_file()
+    ]
+    if missing:
+        raise _record_only(folder.parent, ", ".join(f"model/{f}" for f in missing))
     base = base_model or info["base_model"]
     tokenizer = load_tokenizer(str(folder))
     head = IntentClassifier
