@@ -5,7 +5,7 @@ times an epoch. glibc's malloc hands large blocks back to the kernel and takes t
 and zeroing every step); tcmalloc keeps them. Measured with `python benchmarks/allocator.py`: same
 results bit for bit, and faster epochs (figures in docs/tuning.md); inference over many texts gains
 too. The allocator has to be chosen before the process starts, so the commands that run the model
-(`intentlab train|compare|sweep|evaluate|predict|ood|export`, `cli.MODEL_COMMANDS`) re-execute
+(`intentlab train|compare|sweep|evaluate|predict|ood|export|serve`, `cli.MODEL_COMMANDS`) re-execute
 themselves once with tcmalloc in `LD_PRELOAD`, as PyTorch's own CPU launcher
 (`torch.backends.xeon.run_cpu`) does.
 

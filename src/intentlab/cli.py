@@ -35,9 +35,9 @@ WRITE_ERRORS = {
 
 
 # commands that run the model over many texts: they run on tcmalloc where it is installed
-# (intentlab.allocator; measured with benchmarks/allocator.py). `serve` stays on the C library's malloc:
-# a long-lived server gained 4% on tcmalloc, and its memory grew the same (benchmarks/README.md).
-MODEL_COMMANDS = ("train", "compare", "sweep", "evaluate", "predict", "ood", "export")
+# (intentlab.allocator; measured with benchmarks/allocator.py and, for `serve`, whose memory kept
+# growing on glibc's malloc under sustained load, benchmarks/serve_memory.py).
+MODEL_COMMANDS = ("train", "compare", "sweep", "evaluate", "predict", "ood", "export", "serve")
 
 
 class Parser(argparse.ArgumentParser):
