@@ -220,6 +220,27 @@ def test_a_run_record_without_its_model_says_so(
     assert not (tmp_path / "x").exists()
 
 
+def test_serve_refuses_a_taken_port_or_a_bad_address_in_one_line_before_loading_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("uvicorn")
+    import socket
+
+    missing = str(tmp_path / "no-run")  # never reached: the address is checked first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, err = run_cli(["serve", missing, "--port", port], capsys)
+        assert_clean_error(code, err, f"cannot listen on 127.0.0.1:{port}")
+    code, err = run_cli(["serve", missing, "--port", "99999"], capsys)
+    assert_clean_error(code, err, "--port 99999 is not a port number")
+    code, err = run_cli(["serve", missing, "--host", "no-such-host.invalid"], capsys)
+    assert_clean_error(code, err, "--host no-such-host.invalid: no such address")
+    code, err = run_cli(["serve", missing, "--port", "0"], capsys)  # a free port: now the run is checked
+    assert_clean_error(code, err, "not found")
+
+
 def test_version_and_help_show_what_a_run_uses(capsys: pytest.CaptureFixture[str]) -> None:
     from intentlab import __version__
 

@@ -44,6 +44,22 @@ def test_predict_texts(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
     assert main(["predict", str(runs["lora"]), "i lost my card", "--top-k", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "i lost my card" and len(lines) == 3 and lines[1].strip().endswith(top[0][0][0])
+    # texts after the options are texts too; after `--` even one that starts with "-"
+    argv = [
+        "predict",
+        str(runs["lora"]),
+        "i lost my card",
+        "--top-k",
+        "1",
+        "what exchange rate",
+        "--",
+        "-5 fee",
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[::2] == ["i lost my card", "what exchange rate", "-5 fee"] and len(lines) == 6
+    assert main(["predict", str(runs["lora"]), "a text", "--top-k", "1", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_predict_file_csv_and_jsonl(runs: dict[str, Path], toy_data: str, tmp_path: Path) -> None:

@@ -55,6 +55,32 @@ class Parser(argparse.ArgumentParser):
                     break
         self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
 
+    def parse_args_anywhere(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """parse_args, except that words after the options still join the command's list positional:
+        `intentlab predict RUN --top-k 5 "a text"` classifies "a text" (plain argparse stops filling
+        `texts` at the first option and calls the rest unrecognized)."""
+        args, extras = self.parse_known_args(argv)
+        listed = next(
+            (
+                b.dest
+                for a in self._actions
+                if isinstance(a, argparse._SubParsersAction) and getattr(args, "command", None) in a.choices
+                for b in a.choices[args.command]._actions
+                if not b.option_strings and b.nargs in ("*", "+")
+            ),
+            None,
+        )
+        words, literal = (
+            (extras[: extras.index("--")], extras[extras.index("--") + 1 :])
+            if "--" in extras
+            else (extras, [])
+        )
+        if extras and (listed is None or any(w.startswith("-") for w in words)):
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        if extras:
+            getattr(args, listed).extend(words + literal)  # after `--`, texts may start with "-"
+        return args
+
     def _all_actions(self) -> list[argparse.Action]:
         actions = list(self._actions)
         for a in self._actions:
@@ -613,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args_anywhere(argv)
     except SystemExit as e:  # --help, or a one-line usage error already printed
         return int(e.code or 0)
     from intentlab import runs

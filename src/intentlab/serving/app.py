@@ -31,7 +31,7 @@ from intentlab.data.loading import valid_unicode
 from intentlab.errors import UserError
 from intentlab.hardware import usable_cores
 from intentlab.serving.batcher import AdapterGone, Batcher
-from intentlab.serving.http import BodyLimit, server_config
+from intentlab.serving.http import BodyLimit, listening_socket, server_config
 from intentlab.serving.registry import NAME_RE, Registry
 
 
@@ -281,7 +281,13 @@ def _admin_routes(app: FastAPI, registry: Registry, batcher: Batcher, token: str
 def serve(runs: list[str], host: str, port: int, **kwargs: Any) -> None:
     import uvicorn
 
-    app = create_app(runs, **kwargs)
-    limits = kwargs.get("limits") or Limits()
-    print(f"serving {len(runs)} run(s) on http://{host}:{port} (page at /, API docs at /docs)", flush=True)
-    uvicorn.Server(server_config(app, host, port, limits.header_timeout_s)).run()
+    sock = listening_socket(host, port)
+    try:
+        app = create_app(runs, **kwargs)
+        limits = kwargs.get("limits") or Limits()
+        port = sock.getsockname()[1]
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        print(f"serving {len(runs)} run(s) on http://{where} (page at /, API docs at /docs)", flush=True)
+        uvicorn.Server(server_config(app, host, port, limits.header_timeout_s)).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from intentlab.errors import UserError
 
 HEADER_408 = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -168,6 +171,30 @@ class BodyLimit:
             return replay.pop() if replay else await receive()
 
         return await self.app(scope, receive_again, send)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), made before any run is loaded: a port in use or a bad address is
+    a one-line error at once, not a traceback after the models have loaded. uvicorn serves on it."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a port number. Pass 1-65535 (0: any free port).")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn sets it
+    try:
+        sock.bind((host, port))
+    except socket.gaierror as e:
+        sock.close()
+        raise UserError(
+            f"--host {host}: no such address ({e.strerror or e}). Pass an address such as 127.0.0.1 or 0.0.0.0."
+        ) from None
+    except OSError as e:
+        sock.close()
+        raise UserError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}). "
+            "Stop what uses that port or pass another --port (or --host)."
+        ) from None
+    return sock
 
 
 def server_config(app: Any, host: str, port: int, header_timeout_s: float = 10.0) -> Any:
