@@ -241,6 +241,31 @@ def test_serve_refuses_a_taken_port_or_a_bad_address_in_one_line_before_loading_
     assert_clean_error(code, err, "not found")
 
 
+def test_report_and_predict_check_their_paths_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    code, err = run_cli(["report", str(tmp_path), "--out", str(a_file / "sub")], capsys)
+    assert_clean_error(code, err, "is a file, not a folder")
+    # the run does not exist, but the input file's type is refused before any run is read
+    code, err = run_cli(
+        ["predict", str(tmp_path / "no-run"), "--input", str(a_file), "--output", "o.csv"], capsys
+    )
+    assert_clean_error(code, err, "unsupported file type ''")
+
+
+def test_a_sweep_whose_storage_cannot_open_leaves_no_folder(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("optuna")
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--method", "lora", "--trials", "1", "--out", str(out), "--storage", "bogus://x"]
+    code, err = run_cli([*argv, *train_args], capsys)
+    assert_clean_error(code, err, "cannot open the Optuna study")
+    assert not out.exists()
+
+
 def test_version_and_help_show_what_a_run_uses(capsys: pytest.CaptureFixture[str]) -> None:
     from intentlab import __version__
 
@@ -284,6 +309,10 @@ def test_a_missing_extra_is_one_line_with_its_pip_command(
         (["--batch-wait-ms", "-1"], "--batch-wait-ms must be 0 or more"),
         (["--threads", "0"], "--threads 0: give 1 or more"),
         (["--threads", "2", "--backend", "onnxruntime"], "with --backend torch"),
+        (["--max-texts", "0"], "--max-texts must be at least 1"),
+        (["--max-chars", "0"], "--max-chars must be at least 1"),
+        (["--max-body-bytes", "10"], "--max-body-bytes must be at least 1024"),
+        (["--runs-root", "/no/such/folder"], "--runs-root /no/such/folder is not a folder"),
     ],
 )
 def test_bad_serve_options(

@@ -248,7 +248,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from intentlab.inference.predictor import Predictor, predict_file
+    from intentlab.inference.predictor import Predictor, check_files, predict_file
 
     if bool(args.input) != bool(args.output):
         raise UserError("--input and --output go together. Give both, or give texts instead.")
@@ -263,6 +263,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bad = next((i for i, t in enumerate(args.texts, 1) if not valid_unicode(t) or not t.strip()), None)
     if bad is not None:
         raise UserError(f"text {bad} is empty or not valid Unicode (undecodable bytes). Pass UTF-8 text.")
+    if args.input:
+        check_files(Path(args.input), Path(args.output), args.overwrite)  # before the model loads
     predictor = Predictor.from_run(args.run)
     threshold = predictor.decider.check_threshold(args.threshold)
     if args.input:
@@ -345,6 +347,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(
             "--parallel-batches needs --backend onnxruntime: torch adapters share one base whose active "
             "adapter is switched per batch. Drop it, or serve an ONNX export."
+        )
+    for flag, value in (("--max-texts", args.max_texts), ("--max-chars", args.max_chars)):
+        if value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}.")
+    if args.max_body_bytes < 1024:
+        raise UserError(f"--max-body-bytes must be at least 1024, got {args.max_body_bytes}.")
+    if args.runs_root and not Path(args.runs_root).is_dir():
+        raise UserError(
+            f"--runs-root {args.runs_root} is not a folder. Pass the folder runs are loaded from."
         )
     if args.threads is not None and (args.threads < 1 or args.backend != "torch"):
         raise UserError(

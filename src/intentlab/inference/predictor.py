@@ -186,6 +186,18 @@ class BaselineBackend:
         return Outputs(tfidf.margins(self.pipeline, list(texts)))
 
 
+def check_files(inp: Path, out: Path | None = None, overwrite: bool = False) -> None:
+    """The problems with `predict --input/--output` that need no model: checked before one loads."""
+    if not inp.is_file():
+        raise UserError(f"input file {inp} not found. Pass an existing CSV or JSONL file to --input.")
+    if inp.suffix.lower() not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise UserError(f"{inp}: unsupported file type {inp.suffix.lower()!r}. Use .csv, .tsv or .jsonl.")
+    if out is not None and out.exists() and not overwrite:
+        raise UserError(f"output file {out} exists. Choose another --output or pass --overwrite.")
+    if out is not None and out.suffix.lower() not in (".csv", ".jsonl"):
+        raise UserError(f"--output {out}: use a .csv or .jsonl file name.")
+
+
 def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:
     """Stream texts from a CSV/TSV/JSONL file in chunks, so large files never sit in memory whole.
 
@@ -196,11 +208,8 @@ def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:
 
     from intentlab.data.loading import valid_unicode
 
-    if not path.is_file():
-        raise UserError(f"input file {path} not found. Pass an existing CSV or JSONL file to --input.")
+    check_files(path)
     suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
-        raise UserError(f"{path}: unsupported file type {suffix!r}. Use .csv, .tsv or .jsonl.")
     with open(path, encoding="utf-8-sig", newline="") as f:
         if suffix in (".jsonl", ".json"):
             rows: Iterator[Any] = (json.loads(line) for line in f if line.strip())
@@ -261,10 +270,7 @@ def predict_file(
     from intentlab.folders import umask
 
     inp, out = Path(inp), Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"output file {out} exists. Choose another --output or pass --overwrite.")
-    if out.suffix.lower() not in (".csv", ".jsonl"):
-        raise UserError(f"--output {out}: use a .csv or .jsonl file name.")
+    check_files(inp, out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~umask())  # as any file the user writes, not mkstemp's 0600

@@ -33,6 +33,9 @@ from intentlab.reporting.summary import (
 
 def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     """Write report.md, report.html and charts/ under `out`; returns the summary numbers."""
+    for folder in (Path(out), *Path(out).parents):
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--out {out}: {folder} is a file, not a folder. Choose a folder path.")
     runs, problems = discover(paths)
     for line in problems:
         print(f"intentlab report: warning: skipped {line}", file=sys.stderr)

@@ -14,6 +14,7 @@ which `intentlab train --config` accepts.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from pathlib import Path
@@ -117,7 +118,12 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = study_name or f"{method}-{base.data if base.data == 'banking77' else Path(base.data).name}"
-    study = _study(optuna, name, storage, pruner)
+    try:
+        study = _study(optuna, name, storage, pruner)
+    except UserError:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # leave no empty folder behind (a folder that holds anything stays)
+        raise
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     objective = _objective(optuna, base, space, out)
     study.optimize(objective, callbacks=[MaxTrialsCallback(trials, states=done)], catch=())
