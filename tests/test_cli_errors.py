@@ -266,6 +266,18 @@ def test_a_sweep_whose_storage_cannot_open_leaves_no_folder(
     assert not out.exists()
 
 
+def test_serving_a_run_folder_on_onnxruntime_says_how_to_export_it(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("uvicorn")
+    run = tmp_path / "run"
+    assert main(["train", "--method", "lora", "--out", str(run), *train_args, "--epochs", "1"]) == 0
+    code, err = run_cli(["serve", str(run), "--backend", "onnxruntime", "--port", "0"], capsys)
+    assert_clean_error(code, err, "is a run folder; --backend onnxruntime serves an export of it")
+    assert f"intentlab export {run} --out EXPORT --merge --onnx" in err
+
+
 def test_version_and_help_show_what_a_run_uses(capsys: pytest.CaptureFixture[str]) -> None:
     from intentlab import __version__
 

@@ -229,6 +229,11 @@ class Registry:
 
         candidates = [self.onnx_file] if self.onnx_file else [INT8, FP32]
         path = next((folder / c for c in candidates if (folder / c).is_file()), None)
+        if path is None and (folder / "model").is_dir():  # a run folder, not an export of one
+            raise UserError(
+                f"{folder} is a run folder; --backend onnxruntime serves an export of it. Make one: "
+                f"intentlab export {folder} --out EXPORT --merge --onnx [--quantize int8], then serve EXPORT."
+            )
         if path is None:
             raise UserError(
                 f"{folder} has no {' or '.join(candidates)}. Export the run first: "
