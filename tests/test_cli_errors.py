@@ -278,6 +278,19 @@ def test_serving_a_run_folder_on_onnxruntime_says_how_to_export_it(
     assert f"intentlab export {run} --out EXPORT --merge --onnx" in err
 
 
+def test_a_folder_of_runs_is_not_called_an_interrupted_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("seed-1", "seed-2"):
+        (tmp_path / "lora" / name).mkdir(parents=True)
+        (tmp_path / "lora" / name / "result.json").write_text("{}")
+    code, err = run_cli(["evaluate", str(tmp_path / "lora")], capsys)
+    assert_clean_error(code, err, "is not a run folder (no config.yaml). It holds runs (seed-1, seed-2)")
+    (tmp_path / "empty").mkdir()
+    code, err = run_cli(["evaluate", str(tmp_path / "empty")], capsys)
+    assert_clean_error(code, err, "is not a run folder (no config.yaml). Pass a folder written by")
+
+
 def test_version_and_help_show_what_a_run_uses(capsys: pytest.CaptureFixture[str]) -> None:
     from intentlab import __version__
 

@@ -323,6 +323,15 @@ def load_result(run: str | Path) -> RunResult:
     if not run.is_dir():
         raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
     path = run / RESULT
+    if not path.is_file() and not (run / CONFIG).is_file():
+        inside = sorted(p.parent.name for p in run.glob(f"*/{RESULT}"))
+        listed = ", ".join(inside[:3]) + (", ..." if len(inside) > 3 else "")
+        fix = (
+            f"It holds runs ({listed}): pass one of them."
+            if inside
+            else "Pass a folder written by `intentlab train`."
+        )
+        raise UserError(f"{run} is not a run folder (no {CONFIG}). {fix}")
     if not path.is_file():
         raise UserError(
             f"run {run} is incomplete (no {RESULT}): it was interrupted or is still running. "
