@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 from typing import Any
 
 from common import banking77_dir, machine, machine_kind, median, table
-from serving import rss_mb
+from serving import rss_mb, start_server
 
 
 def request_texts(texts: list[str], i: int) -> list[str]:
@@ -61,28 +57,10 @@ async def answers(url: str, texts: list[str]) -> list[tuple[str, float]]:
 
 
 def side(args: argparse.Namespace, env: dict[str, str], texts: list[str]) -> dict[str, Any]:
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    flags = ["--no-bf16"] if args.no_bf16 else []
-    server = subprocess.Popen(
-        [sys.executable, "-m", "intentlab", "serve", args.run, "--port", str(port), *flags],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(args.run, ["--no-bf16"] if args.no_bf16 else [], env)
     rounds: list[tuple[float, float]] = []
     errors = 0
     try:
-        for _ in range(1200):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         start = rss_mb(server.pid)
         for r in range(args.rounds):
             t0 = time.perf_counter()

@@ -127,8 +127,10 @@ async def load(url: str, texts: list[str], clients: int, requests: int) -> tuple
     return lat, errors, time.perf_counter() - t0
 
 
-def served(folder: str, flags: list[str], texts: list[str], clients: int, requests: int) -> dict[str, float]:
-    """Start `intentlab serve` in its own process; single-request latency, then the concurrent load."""
+def start_server(
+    folder: str, flags: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`intentlab serve FOLDER` on a free loopback port in its own process; returns once /healthz answers."""
     import httpx
 
     with socket.socket() as s:
@@ -136,17 +138,27 @@ def served(folder: str, flags: list[str], texts: list[str], clients: int, reques
         port = s.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "intentlab", "serve", folder, "--port", str(port), *flags],
+        env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        if server.poll() is not None:
+            raise SystemExit(f"intentlab serve {folder} exited with code {server.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.terminate()
+    raise SystemExit(f"intentlab serve {folder} did not answer /healthz within two minutes")
+
+
+def served(folder: str, flags: list[str], texts: list[str], clients: int, requests: int) -> dict[str, float]:
+    """Start `intentlab serve` in its own process; single-request latency, then the concurrent load."""
+    server, url = start_server(folder, flags)
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         asyncio.run(load(url, texts, clients, 100))  # warm-up
         single, _, _ = asyncio.run(load(url, texts, 1, 200))
         before = rss_mb(server.pid)
