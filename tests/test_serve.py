@@ -629,3 +629,31 @@ def test_bf16_bases_hold_bf16_weights_and_are_not_shared_with_fp32_adapters(
     for name in ("bank", "chat"):
         preds = reg.predict(name, ["hello there", "bye for now"], 1)
         assert len(preds) == 2 and all(p["intents"][0]["intent"] in reg.entries[name].labels for p in preds)
+
+
+def test_the_servers_connections_send_without_delay() -> None:
+    """`serve` listens on a socket it binds itself; the connections asyncio accepts on it must have
+    Nagle's algorithm off, or a kept-alive client waits for a delayed ACK (~40 ms) on every response."""
+    import asyncio
+    import socket
+
+    from intentlab.serving.http import listening_socket
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        sock = listening_socket("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+            value = await asyncio.wait_for(seen, 30)
+            writer.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
