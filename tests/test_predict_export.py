@@ -227,5 +227,8 @@ def test_serving_an_onnx_export(runs: dict[str, Path], tmp_path: Path) -> None:
             got = client.post("/v1/predict", json={"texts": texts, "top_k": 2}).json()["predictions"]
         for g, w in zip(got, want, strict=True):
             assert [p["probability"] for p in g["intents"]] == pytest.approx([p for _, p in w], abs=tol)
-    with pytest.raises(UserError, match=r"has no model\.onnx"):
+    with pytest.raises(UserError, match=r"is a run folder; --backend onnxruntime serves an export of it"):
         create_app([str(runs["full"])], backend="onnxruntime", onnx_file="model.onnx")
+    (tmp_path / "not-exported").mkdir()
+    with pytest.raises(UserError, match=r"has no model\.onnx"):
+        create_app([str(tmp_path / "not-exported")], backend="onnxruntime", onnx_file="model.onnx")
