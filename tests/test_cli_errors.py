@@ -264,6 +264,10 @@ def test_a_sweep_whose_storage_cannot_open_leaves_no_folder(
     code, err = run_cli([*argv, *train_args], capsys)
     assert_clean_error(code, err, "cannot open the Optuna study")
     assert not out.exists()
+    out.mkdir()  # a folder the user made stays, even empty
+    code, err = run_cli([*argv, *train_args], capsys)
+    assert_clean_error(code, err, "cannot open the Optuna study")
+    assert out.is_dir()
 
 
 def test_serving_a_run_folder_on_onnxruntime_says_how_to_export_it(

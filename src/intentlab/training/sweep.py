@@ -115,14 +115,16 @@ def run_sweep(
     base = C.resolve(method, None, flags)  # validates method and flags before any trial
     space = load_space(method, space_file)
     out = Path(out)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = study_name or f"{method}-{base.data if base.data == 'banking77' else Path(base.data).name}"
     try:
         study = _study(optuna, name, storage, pruner)
     except UserError:
-        with contextlib.suppress(OSError):
-            out.rmdir()  # leave no empty folder behind (a folder that holds anything stays)
+        if made:  # leave no folder behind that this call made (rmdir: only while it is empty)
+            with contextlib.suppress(OSError):
+                out.rmdir()
         raise
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     objective = _objective(optuna, base, space, out)
