@@ -60,6 +60,8 @@ class Parser(argparse.ArgumentParser):
         `intentlab predict RUN --top-k 5 "a text"` classifies "a text" (plain argparse stops filling
         `texts` at the first option and calls the rest unrecognized)."""
         args, extras = self.parse_known_args(argv)
+        if not extras:
+            return args
         listed = next(
             (
                 b.dest
@@ -70,15 +72,11 @@ class Parser(argparse.ArgumentParser):
             ),
             None,
         )
-        words, literal = (
-            (extras[: extras.index("--")], extras[extras.index("--") + 1 :])
-            if "--" in extras
-            else (extras, [])
-        )
-        if extras and (listed is None or any(w.startswith("-") for w in words)):
+        cut = extras.index("--") if "--" in extras else len(extras)
+        words, literal = extras[:cut], extras[cut + 1 :]  # after `--`, texts may start with "-"
+        if listed is None or any(w.startswith("-") for w in words):
             self.error(f"unrecognized arguments: {' '.join(extras)}")
-        if extras:
-            getattr(args, listed).extend(words + literal)  # after `--`, texts may start with "-"
+        getattr(args, listed).extend(words + literal)
         return args
 
     def _all_actions(self) -> list[argparse.Action]:

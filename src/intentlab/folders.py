@@ -97,6 +97,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def check_folder_path(path: str | Path, flag: str = "--out") -> None:
+    """A one-line UserError when `path`, or a folder above it, is a file: it can never be a folder."""
+    full = Path(path).absolute()
+    for parent in full.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{flag} {path}: {parent} is a file, not a folder. Choose a folder path.")
+    if full.exists() and not full.is_dir():
+        raise UserError(f"{flag} {path} is a file. Choose a folder path.")
+
+
 class FolderLock:
     """An exclusive, non-blocking lock on an output folder (`.NAME.lock` beside it).
 
@@ -211,11 +221,7 @@ class OutputDir:
         self.backup: Path | None = None
         self.claimed = False
         self.marker = marker
-        for parent in self.path.parents:
-            if parent.exists() and not parent.is_dir():
-                raise UserError(f"{flag} {path}: {parent} is a file, not a folder. Choose a folder path.")
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"{flag} {path} is a file. Choose a folder path.")
+        check_folder_path(path, flag)
         self.lock = FolderLock(self.path).acquire(str(path)) if lock else None
         try:
             for note in recover_replaced(self.path, marker):

@@ -208,8 +208,7 @@ def iter_texts(path: Path, text_column: str, chunk: int) -> Iterator[list[str]]:
 
     from intentlab.data.loading import valid_unicode
 
-    check_files(path)
-    suffix = path.suffix.lower()
+    suffix = path.suffix.lower()  # a supported one: `check_files` ran first (`predict_file`)
     with open(path, encoding="utf-8-sig", newline="") as f:
         if suffix in (".jsonl", ".json"):
             rows: Iterator[Any] = (json.loads(line) for line in f if line.strip())

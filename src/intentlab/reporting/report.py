@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
+from intentlab.folders import check_folder_path
 from intentlab.models import methods as M
 from intentlab.reporting import charts, curves_section, ood_section
 from intentlab.reporting.document import Doc
@@ -33,9 +34,7 @@ from intentlab.reporting.summary import (
 
 def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     """Write report.md, report.html and charts/ under `out`; returns the summary numbers."""
-    for folder in (Path(out), *Path(out).parents):
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"--out {out}: {folder} is a file, not a folder. Choose a folder path.")
+    check_folder_path(out)
     runs, problems = discover(paths)
     for line in problems:
         print(f"intentlab report: warning: skipped {line}", file=sys.stderr)
