@@ -369,6 +369,9 @@ def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[
     thesis.mkdir()
     (thesis / "thesis.txt").write_text("years of work")
     (work / "afile").write_text("x")
+    own_report = work / "notes"
+    own_report.mkdir()
+    (own_report / "report.md").write_text("my own report")
     old_baseline = work / "old-baseline"
     shutil.copytree(run, old_baseline)
     shutil.rmtree(old_baseline / "model")
@@ -495,6 +498,36 @@ def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[
             "predict with undecodable bytes in a text",
             ["predict", str(full_run), "card \udcff\udcfe"],
             "test_hardening.py::test_undecodable_bytes_in_predict_arguments",
+        ),
+        (
+            "CLI",
+            "sweep --out a run folder",
+            ["sweep", "--method", "lora", "--trials", "1", *common, "--out", str(run)],
+            "test_hardening.py::test_folder_commands_never_write_into_a_run_or_over_a_users_files",
+        ),
+        (
+            "CLI",
+            "compare --out a run folder",
+            ["compare", "--methods", "head", *common, "--out", str(run)],
+            "test_hardening.py::test_folder_commands_never_write_into_a_run_or_over_a_users_files",
+        ),
+        (
+            "CLI",
+            "report --out a folder holding the user's own report.md",
+            ["report", str(run), "--out", str(own_report)],
+            "test_hardening.py::test_folder_commands_never_write_into_a_run_or_over_a_users_files",
+        ),
+        (
+            "CLI",
+            "a training flag given to evaluate",
+            ["evaluate", str(run), "--lora-r", "4"],
+            "test_hardening.py::test_option_errors_name_the_commands_own_options",
+        ),
+        (
+            "CLI",
+            "compare --methods naming one method twice",
+            ["compare", "--methods", "head,lora,head", *common, "--out", str(work / "c")],
+            "test_hardening.py::test_option_errors_name_the_commands_own_options",
         ),
     ]
 

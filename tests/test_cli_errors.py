@@ -290,6 +290,8 @@ def test_a_folder_of_runs_is_not_called_an_interrupted_run(
         (tmp_path / "lora" / name / "result.json").write_text("{}")
     code, err = run_cli(["evaluate", str(tmp_path / "lora")], capsys)
     assert_clean_error(code, err, "is not a run folder (no config.yaml). It holds runs (seed-1, seed-2)")
+    code, err = run_cli(["export", str(tmp_path), "--out", str(tmp_path / "x")], capsys)  # a compare folder
+    assert_clean_error(code, err, "It holds runs (lora/seed-1, lora/seed-2)")
     (tmp_path / "empty").mkdir()
     code, err = run_cli(["evaluate", str(tmp_path / "empty")], capsys)
     assert_clean_error(code, err, "is not a run folder (no config.yaml). Pass a folder written by")

@@ -278,6 +278,10 @@ def test_predict_input_is_as_strict_as_training(
     inp.write_text("text\nfine,extra field\n")
     assert main(["predict", str(run), "--input", str(inp), "--output", str(out)]) == 2
     assert "more fields than the header" in one_line(capsys)
+    inp.write_text("text\nmy data\n")
+    assert main(["predict", str(run), "--input", str(inp), "--output", str(inp), "--overwrite"]) == 2
+    assert "is the --input file" in one_line(capsys)
+    assert inp.read_text() == "text\nmy data\n"
 
 
 def test_undecodable_bytes_in_predict_arguments(run: Path) -> None:
@@ -330,3 +334,51 @@ def test_report_md_shows_html_from_records_as_text(run: Path, tmp_path: Path) ->
     for name in ("report.md", "report.html"):
         text = (tmp_path / "out" / name).read_text()
         assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text, name
+
+
+def test_folder_commands_never_write_into_a_run_or_over_a_users_files(
+    run: Path, tmp_path: Path, tiny_model: str, toy_data: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(p.name for p in run.iterdir())
+    pytest.importorskip("optuna")
+    sweep = ["sweep", "--method", "lora", "--trials", "1", *tiny_args(tiny_model, toy_data, 1)]
+    assert main([*sweep, "--out", str(run)]) == 2
+    assert "which a sweep did not write" in one_line(capsys)
+    assert main(["compare", "--methods", "head", *tiny_args(tiny_model, toy_data, 1), "--out", str(run)]) == 2
+    assert "is a run folder" in one_line(capsys)
+    assert sorted(p.name for p in run.iterdir()) == before  # no study.db, trials/, head/ or report/ in it
+
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "report.md").write_text("my own report")
+    assert main(["report", str(run), "--out", str(mine)]) == 2
+    assert "report.md, not written by `intentlab report`" in one_line(capsys)
+    assert (mine / "report.md").read_text() == "my own report"
+    ours = tmp_path / "ours"
+    for _ in range(2):  # a report regenerates its own folder
+        assert main(["report", str(run), "--out", str(ours)]) == 0
+    assert (ours / "report.md").read_text().startswith("# intentlab report")
+
+
+def test_option_errors_name_the_commands_own_options(
+    run: Path, tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--method", "lora", "--lora-rank", "4"]) == 2
+    assert (
+        "intentlab train: error: unrecognized arguments: --lora-rank 4 (did you mean --lora-r?)"
+        in one_line(capsys)
+    )
+    assert main(["evaluate", str(run), "--lora-r", "4"]) == 2  # a training flag: no suggestion from train
+    line = one_line(capsys)
+    assert (
+        line.startswith("intentlab evaluate: error: unrecognized arguments: --lora-r 4.")
+        and "mean" not in line
+    )
+    compare = ["compare", "--out", str(tmp_path / "c"), *train_args]
+    assert main([*compare, "--methods", " , "]) == 2
+    assert "--methods names no method" in one_line(capsys)
+    assert main([*compare, "--methods", "head,lora,head"]) == 2
+    assert "head listed twice" in one_line(capsys)
+    assert main([*compare, "--plan", str(tmp_path / "nope.yaml")]) == 2
+    assert "Pass an existing YAML file to --plan." in one_line(capsys)
+    assert not (tmp_path / "c").exists()

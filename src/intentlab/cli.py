@@ -44,16 +44,18 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2) instead of usage dumps."""
 
     def error(self, message: str) -> NoReturn:
-        if message.startswith("unrecognized arguments:"):
-            flags = [o for a in self._all_actions() for o in a.option_strings]
-            for word in message.split(":", 1)[1].split():
-                close = (
-                    difflib.get_close_matches(word.split("=")[0], flags, n=1) if word.startswith("--") else []
-                )
-                if close:
-                    message += f" (did you mean {close[0]}?)"
-                    break
         self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
+
+    def unrecognized(self, extras: Sequence[str]) -> NoReturn:
+        """One-line error for words this (sub)command does not take, with the closest of its own flags."""
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        flags = [o for a in self._actions for o in a.option_strings]
+        for word in (w for w in extras if w.startswith("--")):
+            close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.7)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+                break
+        self.error(message)
 
     def parse_args_anywhere(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         """parse_args, except that words after the options still join the command's list positional:
@@ -62,30 +64,23 @@ class Parser(argparse.ArgumentParser):
         args, extras = self.parse_known_args(argv)
         if not extras:
             return args
-        listed = next(
+        command = next(
             (
-                b.dest
+                a.choices[args.command]
                 for a in self._actions
                 if isinstance(a, argparse._SubParsersAction) and getattr(args, "command", None) in a.choices
-                for b in a.choices[args.command]._actions
-                if not b.option_strings and b.nargs in ("*", "+")
             ),
-            None,
+            self,
+        )
+        listed = next(
+            (b.dest for b in command._actions if not b.option_strings and b.nargs in ("*", "+")), None
         )
         cut = extras.index("--") if "--" in extras else len(extras)
         words, literal = extras[:cut], extras[cut + 1 :]  # after `--`, texts may start with "-"
         if listed is None or any(w.startswith("-") for w in words):
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
+            command.unrecognized(extras)
         getattr(args, listed).extend(words + literal)
         return args
-
-    def _all_actions(self) -> list[argparse.Action]:
-        actions = list(self._actions)
-        for a in self._actions:
-            if isinstance(a, argparse._SubParsersAction):
-                for sub in a.choices.values():
-                    actions += sub._actions
-        return actions
 
 
 def shipped_values() -> dict[str, dict[str, object]]:
@@ -215,7 +210,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from intentlab.training.compare import plan_cells, run_compare
 
     flags = {name: getattr(args, name, None) for name in C.FIELDS if name not in ("method", "name")}
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    if methods is not None and not methods:
+        raise UserError(
+            "--methods names no method. Name one or more (lora,full), or leave it out for the defaults."
+        )
     if args.executor != "ray" and (args.address or args.cell_gpus):
         raise UserError("--address and --cell-gpus go with --executor ray.")
     if args.cell_cpus < 1 or args.cell_gpus < 0:
@@ -442,12 +441,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> Parser:
     from intentlab import __version__
+    from intentlab.models.methods import COMPARE_DEFAULTS
 
     parser = Parser(prog="intentlab", description="Train, compare and serve intent classifiers.")
     parser.add_argument("--version", action="version", version=f"intentlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = sub.add_parser("train", help="train one run (full, lora, dora, ia3, head)")
+    p = sub.add_parser("train", help=f"train one run ({', '.join(C.METHODS)})")
     p.add_argument("--out", help="run folder to create")
     p.add_argument(
         "--config", help="YAML config; flags override it, it overrides the method's shipped config"
@@ -485,7 +485,7 @@ def build_parser() -> Parser:
     )
     p.add_argument(
         "--methods",
-        help="comma-separated methods or plan variants [default: baseline,head,lora,dora,ia3,full]",
+        help=f"comma-separated methods or plan variants [default: {','.join(COMPARE_DEFAULTS)}]",
     )
     p.add_argument("--seeds", type=int, help="seeds per method (overrides the plan) [default: 1]")
     p.add_argument("--plan", help="YAML plan: methods, seeds, common settings and per-method overrides")

@@ -261,11 +261,12 @@ def merge(base: Config, overrides: dict[str, Any], source: str) -> Config:
     return base.replace(**changes)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every failure into a one-line UserError."""
+def read_yaml(path: str | Path, option: str = "--config") -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-line UserError (naming `option`, where the
+    path came from, when the file is missing)."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"config file {p} not found. Pass an existing YAML file to --config.")
+        raise UserError(f"config file {p} not found. Pass an existing YAML file to {option}.")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:

@@ -294,9 +294,7 @@ def read_config(run: str | Path) -> Any:
 
     path = Path(run) / CONFIG
     if not path.is_file():
-        raise UserError(
-            f"{run} is not a run folder (no {CONFIG}). Pass a folder written by `intentlab train`."
-        )
+        raise not_a_run_folder(Path(run))
     return merge(Config(), read_yaml(path), str(path))
 
 
@@ -314,6 +312,21 @@ def restore_interrupted_overwrite(run: Path) -> None:
         pass  # another process is writing it: leave it alone
 
 
+def not_a_run_folder(folder: Path) -> UserError:
+    """The error for a folder without config.yaml; one that holds runs (a compare, learning-curve or
+    sweep folder, up to 3 levels down) gets some of their paths."""
+    inside = sorted(
+        str(p.parent.relative_to(folder)) for depth in (1, 2, 3) for p in folder.glob("*/" * depth + RESULT)
+    )
+    listed = ", ".join(inside[:3]) + (", ..." if len(inside) > 3 else "")
+    fix = (
+        f"It holds runs ({listed}): pass one of them."
+        if inside
+        else "Pass a folder written by `intentlab train`."
+    )
+    return UserError(f"{folder} is not a run folder (no {CONFIG}). {fix}")
+
+
 def load_result(run: str | Path) -> RunResult:
     """The typed record of a complete run; a missing, incomplete, corrupt or newer-schema run is a
     UserError."""
@@ -324,14 +337,7 @@ def load_result(run: str | Path) -> RunResult:
         raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
     path = run / RESULT
     if not path.is_file() and not (run / CONFIG).is_file():
-        inside = sorted(p.parent.name for p in run.glob(f"*/{RESULT}"))
-        listed = ", ".join(inside[:3]) + (", ..." if len(inside) > 3 else "")
-        fix = (
-            f"It holds runs ({listed}): pass one of them."
-            if inside
-            else "Pass a folder written by `intentlab train`."
-        )
-        raise UserError(f"{run} is not a run folder (no {CONFIG}). {fix}")
+        raise not_a_run_folder(run)
     if not path.is_file():
         raise UserError(
             f"run {run} is incomplete (no {RESULT}): it was interrupted or is still running. "

@@ -192,6 +192,10 @@ def check_files(inp: Path, out: Path | None = None, overwrite: bool = False) -> 
         raise UserError(f"input file {inp} not found. Pass an existing CSV or JSONL file to --input.")
     if inp.suffix.lower() not in (".jsonl", ".json", ".csv", ".tsv"):
         raise UserError(f"{inp}: unsupported file type {inp.suffix.lower()!r}. Use .csv, .tsv or .jsonl.")
+    if out is not None and out.exists() and out.samefile(inp):  # even with --overwrite: it is the data
+        raise UserError(
+            f"--output {out} is the --input file: predictions would replace it. Choose another --output."
+        )
     if out is not None and out.exists() and not overwrite:
         raise UserError(f"output file {out} exists. Choose another --output or pass --overwrite.")
     if out is not None and out.suffix.lower() not in (".csv", ".jsonl"):

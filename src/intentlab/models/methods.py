@@ -218,6 +218,9 @@ TABLE: tuple[Method, ...] = (
 )
 METHODS: dict[str, Method] = {m.name: m for m in TABLE}
 NAMES: tuple[str, ...] = tuple(METHODS)
+COMPARE_DEFAULTS: tuple[str, ...] = tuple(
+    m.name for m in TABLE if m.default_compare
+)  # `compare` sans --methods
 OTHER_COLOURS = ("#8C8C8C", "#64B5CD")  # names that are not methods (plan variants) get one of these
 
 

@@ -8,6 +8,7 @@ Findings are sentences generated from the numbers.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
-from intentlab.folders import check_folder_path
+from intentlab.folders import FolderLock, check_folder_path
 from intentlab.models import methods as M
 from intentlab.reporting import charts, curves_section, ood_section
 from intentlab.reporting.document import Doc
@@ -31,10 +32,38 @@ from intentlab.reporting.summary import (
     tests_table,
 )
 
+# what a report writes into its folder (which may hold other things: docs/results keeps runs/ there)
+REPORT_ENTRIES = ("report.md", "report.html", "summary.json", "charts")
+
 
 def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     """Write report.md, report.html and charts/ under `out`; returns the summary numbers."""
     check_folder_path(out)
+    with FolderLock(Path(out)).acquire(f"report folder {out}"):
+        check_report_folder(Path(out))
+        return _build_report(paths, out)
+
+
+def check_report_folder(out: Path) -> None:
+    """A report replaces the report files in `out` only where intentlab wrote them (its summary.json is
+    beside them): a user's own report.md is never overwritten."""
+    present = [name for name in REPORT_ENTRIES if (out / name).exists()]
+    if present and not _is_report_summary(out / "summary.json"):
+        raise UserError(
+            f"--out {out} already holds {', '.join(present)}, not written by `intentlab report`. "
+            "Move them away or choose another --out."
+        )
+
+
+def _is_report_summary(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"summary", "tests"} <= data.keys()
+
+
+def _build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     runs, problems = discover(paths)
     for line in problems:
         print(f"intentlab report: warning: skipped {line}", file=sys.stderr)

@@ -26,12 +26,10 @@ from typing import Any
 
 from intentlab import config as C
 from intentlab.errors import UserError
-from intentlab.folders import FolderLock
+from intentlab.folders import RUN_MARKER, FolderLock, check_folder_path
 from intentlab.models import methods as M
 from intentlab.runs import RunResult, is_complete, load_result
 from intentlab.training.checkpoint import CHECKPOINT, Interrupted
-
-DEFAULT_METHODS = tuple(m.name for m in M.TABLE if m.default_compare)
 
 
 @dataclass
@@ -72,12 +70,17 @@ def plan_cells(
     train_sizes: str | None = None,
 ) -> list[Cell]:
     """Resolve every cell's config up front, so a bad value fails before any training starts."""
-    plan = C.read_yaml(plan_file) if plan_file else {}
+    plan = C.read_yaml(plan_file, "--plan") if plan_file else {}
     plan_sizes = plan.pop("train_sizes", None)
     sizes = parse_sizes(train_sizes or plan_sizes)
-    names = methods or plan.get("methods") or list(DEFAULT_METHODS)
+    names = methods or plan.get("methods") or list(M.COMPARE_DEFAULTS)
     if isinstance(names, str):
         names = [m.strip() for m in names.split(",") if m.strip()]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(
+            f"{', '.join(twice)} listed twice in --methods or the plan. Name each method or variant once."
+        )
     default_seeds = seeds if seeds is not None else int(plan.get("seeds", 1))
     if default_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {default_seeds}.")
@@ -101,7 +104,8 @@ def plan_cells(
         if config_ref:
             shipped = C.shipped_config_path(str(config_ref))
             base_file = str(shipped if shipped.is_file() else config_ref)
-            method = method or C.read_yaml(base_file).get("method")
+            found = C.read_yaml(base_file, f"the plan's `{name}: config:`")  # read before resolve() does
+            method = method or found.get("method")
         if method is None:
             raise UserError(
                 f"compare: {name!r} is not a method ({', '.join(C.METHODS)}); give it a config: or method: in the plan."
@@ -211,7 +215,13 @@ def run_compare(
     local processes, or as Ray tasks on a local or existing cluster (`executor="ray"`). One compare per
     OUT at a time (a lock); each cell's run folder has its own lock too, so no cell runs twice at once."""
     out = Path(out)
+    check_folder_path(out)
     with FolderLock(out).acquire(f"compare folder {out}"):
+        if (out / RUN_MARKER).is_file():
+            raise UserError(
+                f"--out {out} is a run folder (it holds {RUN_MARKER}); compare writes a folder of runs. "
+                "Choose another --out."
+            )
         finished = sum(is_complete(c.path(out)) for c in cells)
         _check_finished_cells(out, cells)
         print(f"compare: {len(cells)} cells ({finished} already complete) -> {out}", flush=True)

@@ -24,18 +24,19 @@ import yaml
 
 from intentlab import config as C
 from intentlab.errors import UserError
-from intentlab.folders import write_text_atomic
+from intentlab.folders import check_folder_path, write_text_atomic
 from intentlab.models.methods import LOOP
 from intentlab.models.methods import TABLE as METHOD_TABLE
 from intentlab.runs import EpochRow
 
 KINDS = ("float", "int", "categorical")
+SWEEP_ENTRIES = ("study.db", "best.yaml", "trials")  # what a sweep writes into its --out
 
 
 def load_space(method: str, path: str | None) -> dict[str, dict[str, Any]]:
     """The search space for `method`, checked: known fields, known kinds, sane bounds."""
     source = path or str(C.shipped_config_path(f"sweep/{method}"))
-    space = C.read_yaml(source)
+    space = C.read_yaml(source, "--space")
     problems = []
     for name, spec in space.items():
         if name not in C.FIELDS or name in ("method", "name", "seed", "data", "data_dir", "model"):
@@ -115,6 +116,7 @@ def run_sweep(
     base = C.resolve(method, None, flags)  # validates method and flags before any trial
     space = load_space(method, space_file)
     out = Path(out)
+    check_sweep_folder(out)
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -152,6 +154,23 @@ def run_sweep(
         "best_config": str(out / "best.yaml"),
         "space": yaml.safe_dump(space),
     }
+
+
+def check_sweep_folder(out: Path) -> None:
+    """A sweep writes into a new or empty folder, or resumes its own: never into a run's or a user's."""
+    check_folder_path(out)
+    if not out.is_dir():
+        return
+    foreign = sorted(
+        p.name
+        for p in out.iterdir()
+        if not p.name.startswith(".") and p.name not in SWEEP_ENTRIES and not p.name.startswith("study.db")
+    )
+    if foreign:
+        raise UserError(
+            f"--out {out} holds {', '.join(foreign[:5])}, which a sweep did not write. A sweep writes into "
+            "a new folder or resumes its own: choose another --out."
+        )
 
 
 def _import_optuna() -> Any:
