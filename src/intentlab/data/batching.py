@@ -131,16 +131,14 @@ class Collator:
 
     def __call__(self, indices: list[int]) -> dict[str, Any]:
         import torch
+        from torch.nn.utils.rnn import pad_sequence
 
         n_global = len(indices)
         indices = indices[self.rank :: self.world]
-        seqs = [self.input_ids[i] for i in indices]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[row, : len(s)] = 1
+        seqs = [torch.tensor(self.input_ids[i], dtype=torch.long) for i in indices]
+        ids = pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
+        lengths = torch.tensor([len(s) for s in seqs])
+        mask = (torch.arange(ids.shape[1]) < lengths[:, None]).long()
         batch = {"input_ids": ids, "attention_mask": mask}
         if self.labels is not None:
             batch["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=torch.long)
