@@ -78,7 +78,11 @@ def test_a_banking77_run_is_scored_from_the_folder_it_read_only_while_its_files_
 
 
 def test_data_paths_are_recorded_absolute(
-    tmp_path: Path, tiny_model: str, toy_data: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    tiny_model: str,
+    toy_data: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(Path(toy_data).parent)
     out = tmp_path / "rel"
@@ -90,6 +94,17 @@ def test_data_paths_are_recorded_absolute(
     assert Path(recorded).is_absolute() and Path(recorded) == Path(toy_data).resolve()
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", str(out), "--json"]) == 0  # from another folder
+    monkeypatch.chdir(Path(tiny_model).parent)  # a model given as a relative folder is recorded absolute
+    lora = tmp_path / "rel-model"
+    args = [*tiny_args(Path(tiny_model).name, toy_data, 1)]
+    assert main(["train", "--method", "lora", "--out", str(lora), *args]) == 0
+    assert yaml.safe_load((lora / "config.yaml").read_text())["model"] == str(Path(tiny_model).resolve())
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(lora), "where is my card"]) == 0
+    info = json.loads((lora / "model" / "intentlab.json").read_text())  # a base model that moved away
+    (lora / "model" / "intentlab.json").write_text(json.dumps({**info, "base_model": "moved-away"}))
+    assert main(["predict", str(lora), "where is my card"]) == 2
+    assert "was trained on the base model 'moved-away', which cannot be loaded here" in one_line(capsys)
 
 
 @pytest.mark.parametrize(

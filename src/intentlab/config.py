@@ -316,8 +316,11 @@ def resolve(method: str | None, config_file: str | None, flags: dict[str, Any]) 
 
 
 def absolute_paths(cfg: Config) -> Config:
-    """Data paths as absolute paths, so a recorded run works from any folder."""
+    """Data paths, and a model given as a local folder, as absolute paths, so a recorded run works from
+    any folder (a Hugging Face id stays an id: transformers loads a local folder of that name first)."""
     changes: dict[str, Any] = {}
+    if cfg.model and Path(cfg.model).expanduser().is_dir():
+        changes["model"] = str(Path(cfg.model).expanduser().resolve())
     if cfg.data != "banking77" and Path(cfg.data).expanduser().exists():
         changes["data"] = str(Path(cfg.data).expanduser().resolve())
     if cfg.data_dir:

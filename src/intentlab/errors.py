@@ -16,3 +16,11 @@ class UserError(Exception):
     def __init__(self, message: str) -> None:
         # one line, always: the CLI prints it as-is
         super().__init__(" ".join(str(message).split()))
+
+
+class ModelNotFound(UserError):
+    """A base model (a local folder or a Hugging Face id) that cannot be loaded; `reason` says why."""
+
+    def __init__(self, name: str, reason: str, fix: str) -> None:
+        self.name, self.reason = name, reason
+        super().__init__(f"cannot load model {name!r} ({reason}). {fix}")

@@ -31,8 +31,10 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from intentlab.config import DEFAULT_MODEL, Config
-from intentlab.errors import UserError
+from intentlab.errors import ModelNotFound, UserError
 from intentlab.models.methods import ALL_WEIGHTS, HEAD_ONLY, PeftContext, get
+
+MODEL_FIX = f"Pass --model with a local folder or a reachable Hugging Face id (default: {DEFAULT_MODEL})."
 
 
 def quiet_transformers() -> None:
@@ -77,10 +79,7 @@ def load_tokenizer(name: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as e:
-        raise UserError(
-            f"cannot load model {name!r} ({str(e).splitlines()[0][:160]}). "
-            f"Pass --model with a local folder or a reachable Hugging Face id (default: {DEFAULT_MODEL})."
-        ) from None
+        raise ModelNotFound(name, str(e).splitlines()[0][:160], MODEL_FIX) from None
 
 
 def position_limit(name: str) -> int | None:
@@ -106,10 +105,7 @@ def load_encoder(name: str, pooling: str, config_only: bool = False, **options: 
         else:
             encoder = AutoModel.from_pretrained(path, trust_remote_code=False, **options)
     except (OSError, ValueError) as e:
-        raise UserError(
-            f"cannot load model {name!r} ({str(e).splitlines()[0][:160]}). "
-            "Pass --model with a local folder or a reachable Hugging Face id."
-        ) from None
+        raise ModelNotFound(name, str(e).splitlines()[0][:160], MODEL_FIX) from None
     if pooling != "cls" and getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None  # unused: would hold frozen weights and break DDP's unused-parameter check
     return encoder

@@ -26,7 +26,7 @@ from typing import Any
 from torch import nn
 
 from intentlab.config import POOLINGS, Config
-from intentlab.errors import UserError
+from intentlab.errors import ModelNotFound, UserError
 from intentlab.folders import write_json_atomic
 from intentlab.models import tfidf
 from intentlab.models.classifier import IntentClassifier, load_encoder, load_tokenizer, no_adapter_input_casts
@@ -182,9 +182,6 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
 
     `base_model` overrides the recorded base (e.g. a local copy of the hub model it was trained on).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = model_folder(path)
     info, labels = read_model_info(folder)
     if info["weights"] == TFIDF:
@@ -199,6 +196,21 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
         raise _record_only(folder.parent, ", ".join(f"model/{f}" for f in missing))
     base = base_model or info["base_model"]
     tokenizer = load_tokenizer(str(folder))
+    try:
+        return _load_weights(folder, info, labels, base, tokenizer)
+    except ModelNotFound as e:  # the run's base model: --model is not the fix (predict/serve have none)
+        raise UserError(
+            f"{folder.parent} was trained on the base model {e.name!r}, which cannot be loaded here "
+            f"({e.reason}). Run the command where that folder or Hugging Face id is reachable."
+        ) from None
+
+
+def _load_weights(
+    folder: Path, info: dict[str, Any], labels: list[str], base: str, tokenizer: Any
+) -> LoadedModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     head = IntentClassifier
     try:
         if info["weights"] == ALL_WEIGHTS:
