@@ -161,7 +161,7 @@ def main() -> None:
             ["", "glibc malloc", "tcmalloc", "tcmalloc / glibc"],
             [
                 [
-                    "train ex/s (epochs after the first)",
+                    "train ex/s (epochs after the first)" if args.epochs > 1 else "train ex/s (one epoch)",
                     f"{steady['system']:.1f}",
                     f"{steady['auto']:.1f}",
                     f"**{steady['auto'] / steady['system']:.2f}×**",

@@ -80,7 +80,10 @@ def main() -> None:
         accelerator = make_accelerator(cfg)
         setup = Setup(cfg, accelerator)
         setup.model.train()
-        batches = setup.sampler.batches()
+        batches: list[list[int]] = []
+        while len(batches) < 5 + args.steps:  # few --examples: the next epochs' batches, as in training
+            setup.sampler.set_epoch(len(batches) // max(len(setup.sampler), 1))
+            batches += setup.sampler.batches()
         for indices in batches[:5]:
             train_step(setup, accelerator, indices)
         todo = batches[5 : 5 + args.steps]

@@ -1,0 +1,91 @@
+"""The benchmarks run on both kinds of CPU: each quick one, at a tiny size, on this machine's kind and on
+a CPU without fast bf16 (the AVX2 kind, emulated by hiding the bf16 flags from intentlab in every
+process: its code paths, not its speed). Their figures are not checked (benchmarks are not timed tests),
+only that they finish and print the ratios and tables their READMEs quote."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BANKING77 = Path(os.environ.get("INTENTLAB_DATA_DIR") or ROOT.parent / "shared" / "data" / "banking77")
+NO_FAST_BF16 = """
+import intentlab.hardware as _hardware
+_flags = _hardware.cpu_flags
+_hardware.cpu_flags = lambda: frozenset(f for f in _flags() if "bf16" not in f)
+"""
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (BANKING77 / "train.csv").is_file(), reason="needs Banking77 (INTENTLAB_DATA_DIR)"
+    ),
+]
+
+# (script and tiny-size arguments, what its output must show)
+QUICK = [
+    (["hardware.py", "--reps", "1", "--train-reps", "1", "--examples", "128"], r"\| full \| (fp32|bf16) \|"),
+    (
+        ["throughput.py", "--examples", "128", "--reps", "1", "--methods", "lora"],
+        r"\| lora \| [\d.]+ \| [\d.]+ \|",
+    ),
+    (["profile_step.py", "--method", "lora", "--steps", "2", "--examples", "96"], r"\| matmul \| [\d.]+ \|"),
+    (["setting_ab.py", "--method", "lora", "--set", "lr=0.001", "--reps", "1", "--examples", "128"], None),
+    (["allocator.py", "--method", "lora", "--examples", "128", "--reps", "1", "--epochs", "1"], None),
+]
+
+
+def run_benchmark(args: list[str], tmp_path: Path, fast_bf16: bool) -> str:
+    env = {**os.environ, "INTENTLAB_DATA_DIR": str(BANKING77), "HF_HUB_OFFLINE": "1"}
+    if not fast_bf16:
+        site = tmp_path / "no-fast-bf16"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(NO_FAST_BF16)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT / "benchmarks",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def kind_line(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("machine kind:"))
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False], ids=["this-machine", "no-fast-bf16"])
+@pytest.mark.parametrize(("args", "shows"), QUICK, ids=[a[0] for a, _ in QUICK])
+def test_a_quick_benchmark_finishes_and_prints_its_table(
+    args: list[str], shows: str | None, fast_bf16: bool, tmp_path: Path
+) -> None:
+    from intentlab.hardware import fast_bf16 as machine_has_fast_bf16
+
+    if fast_bf16 and not machine_has_fast_bf16():
+        pytest.skip("this machine has no fast bf16: the emulated case covers it")
+    out = run_benchmark(args, tmp_path, fast_bf16)
+    if args[0] != "profile_step.py":  # it prints the precision it profiled instead
+        assert ("no fast bf16" in kind_line(out)) is not fast_bf16, kind_line(out)
+    else:
+        assert f"bf16 {fast_bf16}," in out, out[-1500:]
+    ratios = [float(r) for r in re.findall(r"\*\*([\d.]+)×\*\*", out)]
+    if args[0] in ("throughput.py", "setting_ab.py", "allocator.py"):
+        assert ratios and all(math.isfinite(r) and r > 0 for r in ratios), out[-1500:]
+    if shows:
+        assert re.search(shows, out), out[-1500:]
+
+
+def test_precision_says_so_and_exits_0_where_bf16_is_not_fast(tmp_path: Path) -> None:
+    out = run_benchmark(["precision.py"], tmp_path, fast_bf16=False)
+    assert "bf16 is not fast on this machine" in out and "nothing to compare" in out
