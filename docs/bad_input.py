@@ -404,6 +404,7 @@ def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[
     rows[0]["label"] = "top_up" if rows[0]["label"] != "top_up" else "lost_card"
     write_csv(changed / "test.csv", rows)
     unclosed = data_file("unclosed.csv", b'text\nfirst\n"unclosed quote\n' + b"more\n" * 1000)
+    mine = data_file("mine.csv", b"text\nmy data\n")
     full_run = work / "full-run"
     shutil.copytree(run, full_run)
     return [
@@ -498,6 +499,12 @@ def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[
             "predict with undecodable bytes in a text",
             ["predict", str(full_run), "card \udcff\udcfe"],
             "test_hardening.py::test_undecodable_bytes_in_predict_arguments",
+        ),
+        (
+            "runs",
+            "predict --output naming the --input file, with --overwrite",
+            ["predict", str(run), "--input", mine, "--output", mine, "--overwrite"],
+            "test_hardening.py::test_predict_input_is_as_strict_as_training",
         ),
         (
             "CLI",
