@@ -111,3 +111,5 @@ def test_resume_refusals(
     (tmp_path / "config.yaml").write_text("method: lora\n")
     assert main(["train", "--resume", str(tmp_path), "--lr", "0.1"]) == 2
     assert "drop --lr" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path), "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "name two folders" in capsys.readouterr().err

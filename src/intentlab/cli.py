@@ -132,6 +132,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = args.resume if isinstance(args.resume, str) else args.out
         if not run:
             raise UserError("--resume needs the run folder: intentlab train --resume RUN.")
+        if args.out and Path(args.out).absolute() != Path(run).absolute():
+            raise UserError(
+                f"--resume {run} and --out {args.out} name two folders. A run resumes in its own: drop --out."
+            )
         if args.method or args.config or args.overwrite:
             raise UserError(
                 "--resume continues a run with its recorded config; drop --method/--config/--overwrite."
