@@ -361,7 +361,9 @@ def test_folder_commands_never_write_into_a_run_or_over_a_users_files(
     assert "which a sweep did not write" in one_line(capsys)
     assert main(["compare", "--methods", "head", *tiny_args(tiny_model, toy_data, 1), "--out", str(run)]) == 2
     assert "is a run folder" in one_line(capsys)
-    assert sorted(p.name for p in run.iterdir()) == before  # no study.db, trials/, head/ or report/ in it
+    assert main(["report", str(run), "--out", str(run)]) == 2
+    assert "is a run folder" in one_line(capsys)
+    assert sorted(p.name for p in run.iterdir()) == before  # no study.db, trials/, head/ or report files
 
     mine = tmp_path / "notes"
     mine.mkdir()

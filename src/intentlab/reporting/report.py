@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
-from intentlab.folders import FolderLock, check_folder_path
+from intentlab.folders import RUN_MARKER, FolderLock, check_folder_path
 from intentlab.models import methods as M
 from intentlab.reporting import charts, curves_section, ood_section
 from intentlab.reporting.document import Doc
@@ -47,6 +47,8 @@ def build_report(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
 def check_report_folder(out: Path) -> None:
     """A report replaces the report files in `out` only where intentlab wrote them (its summary.json is
     beside them): a user's own report.md is never overwritten."""
+    if (out / RUN_MARKER).is_file():
+        raise UserError(f"--out {out} is a run folder (it holds {RUN_MARKER}). Write the report elsewhere.")
     present = [name for name in REPORT_ENTRIES if (out / name).exists()]
     if present and not _is_report_summary(out / "summary.json"):
         raise UserError(
