@@ -405,6 +405,7 @@ def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[
     write_csv(changed / "test.csv", rows)
     unclosed = data_file("unclosed.csv", b'text\nfirst\n"unclosed quote\n' + b"more\n" * 1000)
     mine = data_file("mine.csv", b"text\nmy data\n")
+    bad_plan = data_file("plan.yaml", b"methods: [lora]\nseeds: x\n")
     full_run = work / "full-run"
     shutil.copytree(run, full_run)
     return [
@@ -529,6 +530,12 @@ def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[
             "a training flag given to evaluate",
             ["evaluate", str(run), "--lora-r", "4"],
             "test_hardening.py::test_option_errors_name_the_commands_own_options",
+        ),
+        (
+            "CLI",
+            "a compare plan whose seeds: is not a number",
+            ["compare", "--plan", bad_plan, "--out", str(work / "c")],
+            "test_compare.py::test_a_malformed_plan_is_one_line",
         ),
         (
             "CLI",

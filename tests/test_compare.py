@@ -85,6 +85,30 @@ def test_compare_bad_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("seeds: x\n", "seeds: must be a whole number of at least 1, got 'x'"),
+        ("methods: 5\n", "methods: must be a list of names"),
+        ("methods: {a: 1}\n", "methods: must be a list of names"),
+        ("lora: 5\n", "lora: must hold settings"),
+        ("lora: {seeds: 0}\n", "lora: seeds must be a whole number of at least 1, got 0"),
+        ("common: 5\n", "common: must hold settings"),
+        ("methods: [v]\nv: {config: 5}\n", "v: config must be a name or a path"),
+        ("train_sizes: abc\n", "train_sizes: 'abc' must be a count per intent"),
+    ],
+)
+def test_a_malformed_plan_is_one_line(
+    text: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(text)
+    assert main(["compare", "--out", str(tmp_path / "x"), "--plan", str(plan)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_finished_cell_trained_differently_is_not_reused(
     tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -46,20 +46,56 @@ class Cell:
         return folder / f"seed-{self.seed}"
 
 
-def parse_sizes(text: str | None) -> list[str | None]:
-    """--train-sizes 5,10,30,all -> ['5', '10', '30', None]; one-line errors for bad sizes."""
+def parse_sizes(text: Any, option: str = "--train-sizes") -> list[str | None]:
+    """--train-sizes 5,10,30,all (or a plan's list) -> ['5', '10', '30', None]; one-line errors for bad
+    sizes, naming `option`."""
     if not text:
         return [None]
+    parts = text if isinstance(text, list) else str(text).split(",")
     sizes: list[str | None] = []
-    for part in (p.strip() for p in str(text).split(",") if p.strip()):
+    for part in (str(p).strip() for p in parts if str(p).strip()):
         try:
             size = C.parse_train_size(part)
         except ValueError as e:
             raise UserError(
-                f"--train-sizes {part!r} {e}. Use counts per intent (5,10,30), fractions (0.1) or all."
+                f"{option} {part!r} {e}. Use counts per intent (5,10,30), fractions (0.1) or all."
             ) from None
         sizes.append(None if size is None else part)
     return sizes
+
+
+PLAN_KEYS = ("methods", "seeds", "common", "train_sizes")
+
+
+def check_plan(plan: dict[str, Any], where: str) -> None:
+    """The shape of a plan file (which may come from anyone): a one-line error naming the key, never a
+    traceback from deeper down."""
+
+    def seeds_ok(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    methods = plan.get("methods")
+    names_ok = isinstance(methods, list) and all(isinstance(m, str) for m in methods)
+    if methods is not None and not isinstance(methods, str) and not names_ok:
+        raise UserError(f"plan {where}: methods: must be a list of names, e.g. methods: [lora, full].")
+    if "seeds" in plan and not seeds_ok(plan["seeds"]):
+        raise UserError(f"plan {where}: seeds: must be a whole number of at least 1, got {plan['seeds']!r}.")
+    if not isinstance(plan.get("common") or {}, dict):
+        raise UserError(f"plan {where}: common: must hold settings, e.g. common: {{epochs: 4}}.")
+    for name, entry in plan.items():
+        if name in PLAN_KEYS or entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise UserError(
+                f"plan {where}: {name}: must hold settings, e.g. {name}: {{seeds: 3, lr: 0.001}}."
+            )
+        if "seeds" in entry and not seeds_ok(entry["seeds"]):
+            raise UserError(
+                f"plan {where}: {name}: seeds must be a whole number of at least 1, got {entry['seeds']!r}."
+            )
+        for key in ("config", "method"):
+            if key in entry and not isinstance(entry[key], str):
+                raise UserError(f"plan {where}: {name}: {key} must be a name or a path, got {entry[key]!r}.")
 
 
 def plan_cells(
@@ -71,8 +107,11 @@ def plan_cells(
 ) -> list[Cell]:
     """Resolve every cell's config up front, so a bad value fails before any training starts."""
     plan = C.read_yaml(plan_file, "--plan") if plan_file else {}
+    check_plan(plan, str(plan_file))
     plan_sizes = plan.pop("train_sizes", None)
-    sizes = parse_sizes(train_sizes or plan_sizes)
+    sizes = (
+        parse_sizes(train_sizes) if train_sizes else parse_sizes(plan_sizes, f"plan {plan_file} train_sizes:")
+    )
     names = methods or plan.get("methods") or list(M.COMPARE_DEFAULTS)
     if isinstance(names, str):
         names = [m.strip() for m in names.split(",") if m.strip()]
@@ -81,7 +120,7 @@ def plan_cells(
         raise UserError(
             f"{', '.join(twice)} listed twice in --methods or the plan. Name each method or variant once."
         )
-    default_seeds = seeds if seeds is not None else int(plan.get("seeds", 1))
+    default_seeds = seeds if seeds is not None else plan.get("seeds", 1)
     if default_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {default_seeds}.")
     common = plan.get("common") or {}
@@ -96,7 +135,7 @@ def plan_cells(
     cells = []
     for name in names:
         entry = dict(plan.get(name) or {})
-        n_seeds = default_seeds if seeds is not None else int(entry.pop("seeds", default_seeds))
+        n_seeds = default_seeds if seeds is not None else entry.pop("seeds", default_seeds)
         entry.pop("seeds", None)
         config_ref = entry.pop("config", None)
         method = entry.pop("method", None) or (name if name in C.METHODS else None)
