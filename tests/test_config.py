@@ -126,9 +126,11 @@ def test_every_shipped_compare_plan_resolves(plan: Path, monkeypatch: pytest.Mon
     "space", sorted((Path(__file__).parents[1] / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_every_shipped_sweep_space_loads(space: Path) -> None:
-    from intentlab.training.sweep import load_space
+    from intentlab.training.sweep import check_space_values, load_space
 
-    assert load_space(space.stem, str(space))
+    loaded = load_space(space.stem, str(space))
+    assert loaded
+    check_space_values(C.resolve(space.stem, None, {}), loaded, str(space))  # every choice and bound is valid
 
 
 def test_methods_flag_picks_a_subset_of_a_plan(tmp_path: Path) -> None:

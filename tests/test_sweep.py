@@ -79,6 +79,18 @@ def test_bad_space_and_storage(
     assert "'learning_rate' is not a searchable" in err and "low <= high" in err
     assert sweep("--storage", "postgresql://nobody@127.0.0.1:1/none", *train_args) == 2
     assert "cannot open the Optuna study" in capsys.readouterr().err
+    for text, needle in [
+        ("lr: {type: categorical, choices: 5}\n", "lr: categorical needs a list of choices"),
+        ("lr: {type: float, low: 0, high: 0.1, log: true}\n", "lr: log: true needs low > 0"),
+        ("lora_r: {type: int, low: 1.5, high: 3}\n", "lora_r: needs whole numbers low and high"),
+        ("lr: {type: float, low: -1, high: 1}\n", "lr: -1: lr must be positive"),
+        ("pooling: {type: categorical, choices: [cls, nope]}\n", "pooling: 'nope': pooling must be one of"),
+    ]:
+        space.write_text(text)
+        assert sweep("--space", str(space), *train_args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+        assert not (tmp_path / "s").exists()
 
 
 def _pg_bin() -> Path | None:

@@ -15,6 +15,7 @@ which `intentlab train --config` accepts.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 from pathlib import Path
@@ -37,24 +38,52 @@ def load_space(method: str, path: str | None) -> dict[str, dict[str, Any]]:
     """The search space for `method`, checked: known fields, known kinds, sane bounds."""
     source = path or str(C.shipped_config_path(f"sweep/{method}"))
     space = C.read_yaml(source, "--space")
-    problems = []
-    for name, spec in space.items():
-        if name not in C.FIELDS or name in ("method", "name", "seed", "data", "data_dir", "model"):
-            problems.append(f"{name!r} is not a searchable config field")
-            continue
-        if not isinstance(spec, dict) or spec.get("type") not in KINDS:
-            problems.append(f"{name}: needs type: one of {', '.join(KINDS)}")
-        elif spec["type"] == "categorical" and not spec.get("choices"):
-            problems.append(f"{name}: categorical needs choices")
-        elif spec["type"] != "categorical" and not (
-            isinstance(spec.get("low"), int | float)
-            and isinstance(spec.get("high"), int | float)
-            and spec["low"] <= spec["high"]
-        ):
-            problems.append(f"{name}: needs numeric low <= high")
+    problems = [p for name, spec in space.items() if (p := _spec_problem(name, spec))]
     if problems:
         raise UserError(f"search space {source}: {'; '.join(problems)}. Fix the space file.")
     return space
+
+
+def _spec_problem(name: str, spec: Any) -> str | None:
+    """What is wrong with one field's entry of a search space (None: nothing)."""
+    if name not in C.FIELDS or name in ("method", "name", "seed", "data", "data_dir", "model"):
+        return f"{name!r} is not a searchable config field"
+    if not isinstance(spec, dict) or spec.get("type") not in KINDS:
+        return f"{name}: needs type: one of {', '.join(KINDS)}"
+    if spec["type"] == "categorical":
+        choices = spec.get("choices")
+        if not (isinstance(choices, list) and choices):
+            return f"{name}: categorical needs a list of choices"
+        if not all(c is None or isinstance(c, bool | int | float | str) for c in choices):
+            return f"{name}: choices must be numbers, text, true/false or null"
+        return None
+    low, high = spec.get("low"), spec.get("high")
+    number = (int,) if spec["type"] == "int" else (int, float)
+    if not all(isinstance(v, number) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        return f"{name}: needs {'whole' if spec['type'] == 'int' else 'finite'} numbers low and high"
+    if low > high:
+        return f"{name}: needs low <= high"
+    if spec.get("log") and low <= 0:
+        return f"{name}: log: true needs low > 0"
+    return None
+
+
+def check_space_values(base: C.Config, space: dict[str, dict[str, Any]], source: str) -> None:
+    """Every choice and bound of the space must make a valid config, found before any trial runs."""
+    problems = []
+    for name, spec in space.items():
+        values = spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+        for value in values:
+            try:
+                C.validate(base.replace(**{name: C.coerce(name, value)}))
+            except ValueError as e:
+                problems.append(f"{name}: {value!r}: {e}")
+                break
+            except UserError as e:
+                problems.append(f"{name}: {value!r}: {str(e).removeprefix('invalid config: ').rstrip('.')}")
+                break
+    if problems:
+        raise UserError(f"search space {source}: {'; '.join(problems)}. Fix the space file.")
 
 
 def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -115,6 +144,7 @@ def run_sweep(
         raise UserError(f"--trials must be at least 1, got {trials}.")
     base = C.resolve(method, None, flags)  # validates method and flags before any trial
     space = load_space(method, space_file)
+    check_space_values(base, space, space_file or f"sweep/{method}")
     out = Path(out)
     check_sweep_folder(out)
     made = not out.exists()
