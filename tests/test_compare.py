@@ -142,3 +142,7 @@ def test_values_training_resolves_do_not_block_reuse() -> None:
     assert resolved("min_steps", 300, {"min_steps": 0, "train_size": None})
     assert not resolved("min_steps", 300, {"min_steps": 0, "train_size": "5"})
     assert not resolved("pooling", "cls", {"pooling": "mean"})
+    here = Path.cwd()  # a model folder recorded relative (older runs) is the same as its absolute path
+    assert resolved("model", str(here), {"model": "."}) and not resolved(
+        "model", "/elsewhere", {"model": "."}
+    )

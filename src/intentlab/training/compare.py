@@ -325,6 +325,10 @@ def _resolved_in_training(key: str, planned: Any, recorded: dict[str, Any]) -> b
         return True
     if key == "min_steps":  # a floor for small samples: a whole-data run's epochs already exceed it
         return recorded.get("train_size") is None  # (epochs are compared on their own)
+    if key == "model" and isinstance(was, str) and Path(was).expanduser().is_dir():
+        return (
+            str(Path(was).expanduser().resolve()) == planned
+        )  # recorded relative, before paths were absolute
     return False
 
 
