@@ -105,6 +105,9 @@ def test_data_paths_are_recorded_absolute(
     (lora / "model" / "intentlab.json").write_text(json.dumps({**info, "base_model": "moved-away"}))
     assert main(["predict", str(lora), "where is my card"]) == 2
     assert "was trained on the base model 'moved-away', which cannot be loaded here" in one_line(capsys)
+    (lora / "model" / "tokenizer_config.json").write_text("{")  # the run's own files: not a base model
+    assert main(["predict", str(lora), "where is my card"]) == 2
+    assert "The run's files are corrupt" in one_line(capsys)
 
 
 @pytest.mark.parametrize(

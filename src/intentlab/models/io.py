@@ -195,10 +195,13 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
     if missing:
         raise _record_only(folder.parent, ", ".join(f"model/{f}" for f in missing))
     base = base_model or info["base_model"]
-    tokenizer = load_tokenizer(str(folder))
     try:
-        return _load_weights(folder, info, labels, base, tokenizer)
-    except ModelNotFound as e:  # the run's base model: --model is not the fix (predict/serve have none)
+        return _load_weights(folder, info, labels, base, load_tokenizer(str(folder)))
+    except ModelNotFound as e:  # --model is not the fix here (predict/serve have none)
+        if e.name != base:  # the run's own tokenizer or encoder config: its files are damaged
+            raise UserError(
+                f"cannot load {e.name} ({e.reason}). The run's files are corrupt; train the run again."
+            ) from None
         raise UserError(
             f"{folder.parent} was trained on the base model {e.name!r}, which cannot be loaded here "
             f"({e.reason}). Run the command where that folder or Hugging Face id is reachable."

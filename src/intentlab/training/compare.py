@@ -126,7 +126,7 @@ def plan_cells(
     common = plan.get("common") or {}
     listed = plan.get("methods") or []
     listed = [m.strip() for m in listed.split(",")] if isinstance(listed, str) else list(listed)
-    known = {"methods", "seeds", "common", *names, *listed}  # --methods may pick a subset of the plan's
+    known = {*PLAN_KEYS, *names, *listed}  # --methods may pick a subset of the plan's
     stray = sorted(set(plan) - known)
     if stray:
         raise UserError(

@@ -76,10 +76,7 @@ def check_space_values(base: C.Config, space: dict[str, dict[str, Any]], source:
         for value in values:
             try:
                 C.validate(base.replace(**{name: C.coerce(name, value)}))
-            except ValueError as e:
-                problems.append(f"{name}: {value!r}: {e}")
-                break
-            except UserError as e:
+            except (ValueError, UserError) as e:  # coerce's, validate's
                 problems.append(f"{name}: {value!r}: {str(e).removeprefix('invalid config: ').rstrip('.')}")
                 break
     if problems:
