@@ -20,6 +20,12 @@ from typing import Any
 from intentlab.hardware import machine_kind  # noqa: F401  (re-exported for the benchmark scripts)
 
 ROOT = Path(__file__).resolve().parents[1]
+# The documented switches that keep torch's three kernel libraries on older instructions: oneDNN (bf16
+# matmuls; intentlab.hardware honours its cap), MKL (fp32 matmuls) and ATen's own vectorised kernels.
+# With all three at AVX2 a newer CPU runs the AVX2 kind's code paths and instructions -- on its own
+# cores, clocks and memory, so its figures are that CPU's under the cap, never the AVX2 kind's.
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def banking77_dir() -> Path:
@@ -74,7 +80,11 @@ def machine() -> str:
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
         cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     threads = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    return f"{cpu}, {os.cpu_count()} CPUs, {threads}, {platform.python_version()}, intentlab on {shipped_malloc()}"
+    line = f"{cpu}, {os.cpu_count()} CPUs, {threads}, {platform.python_version()}, intentlab on {shipped_malloc()}"
+    caps = [f"{k}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)]
+    if caps:
+        line += f"; instruction sets capped ({', '.join(caps)}; ATen dispatches {torch.backends.cpu.get_cpu_capability()})"
+    return line
 
 
 def shipped_malloc() -> str:

@@ -144,6 +144,54 @@ def test_a_bf16_run_scored_without_fast_bf16_runs_in_fp32(
     assert Predictor.from_run(lora_run).backend.placement.bf16 is False  # an fp32 run never turns bf16
 
 
+@pytest.mark.parametrize(
+    ("flags", "cap", "fast", "kind"),
+    [
+        ({"avx2", "amx_bf16", "avx512_bf16"}, None, True, "fast bf16 (avx512_bf16, amx_bf16)"),
+        (
+            {"avx2", "amx_bf16", "avx512_bf16"},
+            "avx2",
+            False,
+            "no fast bf16 (AVX2: bf16 is emulated), oneDNN capped at AVX2",
+        ),
+        (
+            {"avx2", "amx_bf16", "avx512_bf16"},
+            "AVX512_CORE_BF16",
+            True,
+            "fast bf16 (avx512_bf16), oneDNN capped at AVX512_CORE_BF16",
+        ),
+        (
+            {"avx2", "avx512_bf16"},
+            "AVX512_CORE_VNNI",
+            False,
+            "no fast bf16 (AVX2: bf16 is emulated), oneDNN capped at AVX512_CORE_VNNI",
+        ),
+        ({"avx2", "avx512_bf16"}, "ALL", True, "fast bf16 (avx512_bf16)"),
+        (
+            {"avx2"},
+            "AVX512_CORE_AMX",
+            False,
+            "no fast bf16 (AVX2: bf16 is emulated), oneDNN capped at AVX512_CORE_AMX",
+        ),
+    ],
+)
+def test_a_onednn_instruction_cap_decides_whether_bf16_is_fast(
+    flags: set[str], cap: str | None, fast: bool, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN off the bf16 units, where bf16 is emulated and slow: intentlab
+    then trains in fp32 and records the cap in the run's machine kind."""
+    from intentlab import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert hardware.fast_bf16("cpu") is fast
+    assert hardware.machine_kind() == kind
+
+
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_unmerged_export_is_verified_from_the_exported_files(
     pooling: str, tmp_path: Path, tiny_model: str, toy_data: str, monkeypatch: pytest.MonkeyPatch

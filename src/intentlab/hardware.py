@@ -4,6 +4,11 @@ bf16 autocast is a large win only where matrix units support it: CUDA GPUs with 
 AVX512-BF16 or AMX. On a CPU without them (AVX2 only) oneDNN falls back to a reference path and bf16
 matmuls run ~50x slower than fp32 (measured: 2 vs 107 GFLOP/s on a 2-core AMD EPYC), so `--bf16`
 defaults to on only where it pays.
+
+oneDNN, which runs torch's bf16 matmuls on CPUs, can be told to use older instructions only
+(`ONEDNN_MAX_CPU_ISA=AVX2`, its documented dispatcher control). Where that cap rules out the bf16 units,
+bf16 is not fast either, so the cap is honoured here and named in `machine_kind()`: a run made under it
+says so in its result.json.
 """
 
 from __future__ import annotations
@@ -13,6 +18,25 @@ from functools import lru_cache
 from pathlib import Path
 
 FAST_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# oneDNN's instruction sets in the order of its dispatcher (dnnl_cpu_isa_t), and the lowest cap that
+# still lets it use each bf16 flag above
+ONEDNN_ISAS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX10_1_512",
+    "AVX512_CORE_FP16",
+    "AVX10_1_512_AMX",
+    "AVX512_CORE_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX512_CORE_AMX_FP16",
+)
+BF16_FLAG_NEEDS = {"avx512_bf16": "AVX512_CORE_BF16", "amx_bf16": "AVX10_1_512_AMX"}
 
 
 @lru_cache(maxsize=1)
@@ -24,6 +48,26 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction-set cap set for oneDNN (`ONEDNN_MAX_CPU_ISA`, or its older name `DNNL_MAX_CPU_ISA`),
+    upper-cased; None where none is set (or it is `ALL`/`DEFAULT`, which cap nothing)."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(name, "").strip().upper()
+        if value:
+            return None if value in ("ALL", "DEFAULT") else value
+    return None
+
+
+def fast_bf16_flags() -> list[str]:
+    """The CPU's bf16 flags that oneDNN may use: all of them unless an instruction-set cap rules some out
+    (a cap oneDNN does not know is treated as no cap, as oneDNN ignores it)."""
+    flags = [f for f in FAST_BF16_CPU_FLAGS if f in cpu_flags()]
+    cap = onednn_isa_cap()
+    if cap not in ONEDNN_ISAS:
+        return flags
+    return [f for f in flags if ONEDNN_ISAS.index(cap) >= ONEDNN_ISAS.index(BF16_FLAG_NEEDS[f])]
 
 
 def usable_cores() -> int:
@@ -39,14 +83,17 @@ def fast_bf16(device_type: str = "cpu") -> bool:
 
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return any(f in cpu_flags() for f in FAST_BF16_CPU_FLAGS)
+    return bool(fast_bf16_flags())
 
 
 def machine_kind() -> str:
-    """'fast bf16 (avx512_bf16)' / '(amx_bf16)' where bf16 CPU matmuls beat fp32, else the AVX2 kind.
-    Recorded with every run, so a time is never read as if it came from the other kind of CPU."""
-    fast = [f for f in FAST_BF16_CPU_FLAGS if f in cpu_flags()]
-    return f"fast bf16 ({', '.join(fast)})" if fast else "no fast bf16 (AVX2: bf16 is emulated)"
+    """'fast bf16 (avx512_bf16)' / '(amx_bf16)' where bf16 CPU matmuls beat fp32, else the AVX2 kind;
+    with ', oneDNN capped at X' where ONEDNN_MAX_CPU_ISA is set. Recorded with every run, so a time is
+    never read as if it came from the other kind of CPU."""
+    fast = fast_bf16_flags()
+    kind = f"fast bf16 ({', '.join(fast)})" if fast else "no fast bf16 (AVX2: bf16 is emulated)"
+    cap = onednn_isa_cap()
+    return f"{kind}, oneDNN capped at {cap}" if cap else kind
 
 
 def default_device_type() -> str:
