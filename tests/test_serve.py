@@ -562,7 +562,7 @@ def test_serve_makes_openmp_threads_sleep_unless_the_user_chose(given: str | Non
 
 
 def test_models_load_and_run_on_the_model_thread_with_its_own_torch_threads(
-    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """One OpenMP team: loading at start-up runs on the model thread too (a second thread that ran torch
     ops would add a second team, and OpenMP threads then stop spinning between ops), and that thread
@@ -597,8 +597,12 @@ def test_models_load_and_run_on_the_model_thread_with_its_own_torch_threads(
             assert r.status_code == 200, r.text
     finally:
         torch.set_num_threads(before)  # torch.set_num_threads also sets the default of threads to come
+    capsys.readouterr()
     assert serving_threads(3) == 3
+    assert ("is more than the" in capsys.readouterr().err) is (usable_cores() < 3)
     assert serving_threads(None) == max(1, usable_cores() - 1)
+    assert serving_threads(usable_cores() + 1) == usable_cores() + 1  # allowed, but said
+    assert "the extra threads share cores and slow serving" in capsys.readouterr().err
 
 
 def test_bf16_bases_hold_bf16_weights_and_are_not_shared_with_fp32_adapters(

@@ -184,3 +184,31 @@ def test_early_stopping_restores_best_epoch(tmp_path: Path, train_args: list[str
     from intentlab.inference.evaluate import evaluate_run
 
     assert evaluate_run(out, split="validation")["accuracy"] == best["val_accuracy"]
+
+
+def test_more_threads_than_cores_trains_with_a_warning(
+    tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenMP threads beyond the usable cores wait on each other: allowed, but said."""
+    from intentlab import hardware
+
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 1)
+    before = torch.get_num_threads()
+    try:
+        out = tmp_path / "run"
+        assert main(["train", "--method", "head", "--out", str(out), *train_args, "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err
+    assert "warning: threads 2 is more than the 1 CPU core(s) this process may use" in err, err
+    assert (out / "result.json").is_file()
+    capsys.readouterr()
+    try:
+        assert (
+            main(["train", "--method", "head", "--out", str(tmp_path / "one"), *train_args, "--threads", "1"])
+            == 0
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert "more than the" not in capsys.readouterr().err

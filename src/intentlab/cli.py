@@ -390,8 +390,10 @@ def serving_threads(given: int | None) -> int:
     """torch threads for `serve`: as given, else the CPU cores less one, left to the event loop (HTTP,
     JSON, tokenizing). On 2 cores one thread answered one-text requests in 23 ms against 36-44 ms with
     two, and 1.2-1.3x the requests/s under 8 clients (benchmarks/README.md, "Serving backends")."""
-    from intentlab.hardware import usable_cores
+    from intentlab.hardware import usable_cores, warn_if_oversubscribed
 
+    if given:
+        warn_if_oversubscribed(given, "serving")
     return given or max(1, usable_cores() - 1)
 
 

@@ -77,6 +77,30 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def warn_if_oversubscribed(threads: int, what: str = "training") -> None:
+    """More torch threads than the cores this process may use is allowed but slows every step (OpenMP
+    threads then wait on each other), so it is said on stderr."""
+    import sys
+
+    cores = usable_cores()
+    if threads > cores:
+        print(
+            f"intentlab: warning: threads {threads} is more than the {cores} CPU core(s) this process may "
+            f"use; the extra threads share cores and slow {what} (leave --threads unset for the default)",
+            file=sys.stderr,
+        )
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """torch's intra-op threads as a run's config asks (None: torch's own choice, the physical cores)."""
+    if not threads:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    warn_if_oversubscribed(threads)
+
+
 def fast_bf16(device_type: str = "cpu") -> bool:
     """True where bf16 matmuls beat fp32 on `device_type` ('cpu' or 'cuda')."""
     import torch

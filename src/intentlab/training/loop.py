@@ -27,7 +27,7 @@ from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.folders import FolderLock, OutputDir, recover_replaced, write_jsonl_atomic, write_text_atomic
-from intentlab.hardware import default_device_type, fast_bf16
+from intentlab.hardware import default_device_type, fast_bf16, set_torch_threads
 from intentlab.inference.engine import Placement, forward_batches, softmax
 from intentlab.inference.metrics import metrics
 from intentlab.inference.ood_run import fit_run_ood, wants_ood
@@ -76,8 +76,7 @@ def train(
     quiet_transformers()
     reset_peak_rss()  # this run's peak, even in a process that trained others before
     cfg = for_this_machine(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
     out = Path(out).absolute()

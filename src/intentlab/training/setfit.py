@@ -28,6 +28,7 @@ from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
 from intentlab.folders import OutputDir, write_text_atomic
+from intentlab.hardware import set_torch_threads
 from intentlab.runs import CONFIG, RunResult, Scores, provenance, write_record
 from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info, train_accuracy
 
@@ -58,14 +59,12 @@ def train_setfit(
 
 def _fit(cfg: Config, ds: D.Dataset) -> tuple[Any, float, int]:
     """The setfit library's training; returns the model, seconds and the pairs trained on."""
-    import torch
     from datasets import Dataset as HFDataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     from intentlab.models.classifier import resolve_model_path
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     model = SetFitModel.from_pretrained(resolve_model_path(cfg.model), trust_remote_code=False)
     pairs = min(cfg.setfit_max_pairs, 2 * cfg.setfit_iterations * len(ds.train))
     scratch = tempfile.TemporaryDirectory(
