@@ -441,6 +441,23 @@ def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[
         ),
         (
             "config",
+            "--peft-options with a value that is not YAML (init_r=[1)",
+            [
+                "train",
+                "--method",
+                "adalora",
+                "--out",
+                str(work / "new"),
+                "--data",
+                str(good),
+                *common,
+                "--peft-options",
+                "init_r=[1",
+            ],
+            "test_cli_errors.py::test_bad_options",
+        ),
+        (
+            "config",
             "--max-length beyond the model's positions (accepted, capped)",
             [*train, "--data", str(good), "--max-length", "1000"],
             "test_hardening.py::test_max_length_is_capped_at_what_the_model_supports",

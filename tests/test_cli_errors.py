@@ -89,6 +89,8 @@ def test_bad_data(
         (["--model", "no-such-org/no-such-model-xyz"], "cannot load model"),
         (["--method", "xlora"], "unknown method 'xlora'"),
         (["--target-modules", "not_a_layer"], "match no linear layer"),
+        (["--peft-options", "init_r=[1"], "peft_options: '[1' is not a YAML value"),
+        (["--peft-options", "a=\x1b"], "is not a YAML value (unacceptable character"),
     ],
 )
 def test_bad_options(

@@ -224,13 +224,22 @@ def coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
+def _yaml_scalar(text: str) -> Any:
+    """One `key=value` value parsed as YAML (`3`, `true`, `[a, b]`, text)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{text!r} is not a YAML value ({first})") from None
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     """A YAML mapping, or `key=value,key=value` from the command line (values parsed as YAML scalars)."""
     if isinstance(value, str):
         pairs = [p for p in value.split(",") if p.strip()]
         if not all("=" in p for p in pairs):
             raise ValueError(f"expected key=value,key=value, got {value!r}")
-        value = {k.strip(): yaml.safe_load(v.strip()) for k, v in (p.split("=", 1) for p in pairs)}
+        value = {k.strip(): _yaml_scalar(v.strip()) for k, v in (p.split("=", 1) for p in pairs)}
     if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
         raise ValueError(f"expected a mapping of names to values, got {value!r}")
     if not all(v is None or isinstance(v, str | int | float | bool | list) for v in value.values()):
