@@ -17,14 +17,17 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from intentlab.hardware import machine_kind  # noqa: F401  (re-exported for the benchmark scripts)
+from intentlab.hardware import (
+    ONEDNN_CAP_VARS,
+    machine_kind,  # noqa: F401  (re-exported for the benchmark scripts)
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The documented switches that keep torch's three kernel libraries on older instructions: oneDNN (bf16
 # matmuls; intentlab.hardware honours its cap), MKL (fp32 matmuls) and ATen's own vectorised kernels.
 # With all three at AVX2 a newer CPU runs the AVX2 kind's code paths and instructions -- on its own
 # cores, clocks and memory, so its figures are that CPU's under the cap, never the AVX2 kind's.
-ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+ISA_CAPS = (*ONEDNN_CAP_VARS, "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 

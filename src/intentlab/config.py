@@ -229,8 +229,12 @@ def _yaml_scalar(text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{text!r} is not a YAML value ({first})") from None
+        raise ValueError(f"{text!r} is not a YAML value ({_first_line(e)})") from None
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's first line (a YAML error's message spans several), or its type where it has none."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -279,8 +283,9 @@ def read_yaml(path: str | Path, option: str = "--config") -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"config file {p} is not valid UTF-8 YAML ({first}). Fix its syntax.") from None
+        raise UserError(
+            f"config file {p} is not valid UTF-8 YAML ({_first_line(e)}). Fix its syntax."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

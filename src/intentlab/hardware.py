@@ -14,6 +14,7 @@ says so in its result.json.
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +38,8 @@ ONEDNN_ISAS = (
     "AVX512_CORE_AMX_FP16",
 )
 BF16_FLAG_NEEDS = {"avx512_bf16": "AVX512_CORE_BF16", "amx_bf16": "AVX10_1_512_AMX"}
+# oneDNN's cap, under its current name and its older one (read in this order)
+ONEDNN_CAP_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 @lru_cache(maxsize=1)
@@ -53,7 +56,7 @@ def cpu_flags() -> frozenset[str]:
 def onednn_isa_cap() -> str | None:
     """The instruction-set cap set for oneDNN (`ONEDNN_MAX_CPU_ISA`, or its older name `DNNL_MAX_CPU_ISA`),
     upper-cased; None where none is set (or it is `ALL`/`DEFAULT`, which cap nothing)."""
-    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+    for name in ONEDNN_CAP_VARS:
         value = os.environ.get(name, "").strip().upper()
         if value:
             return None if value in ("ALL", "DEFAULT") else value
@@ -80,8 +83,6 @@ def usable_cores() -> int:
 def warn_if_oversubscribed(threads: int, what: str = "training") -> None:
     """More torch threads than the cores this process may use is allowed but slows every step (OpenMP
     threads then wait on each other), so it is said on stderr."""
-    import sys
-
     cores = usable_cores()
     if threads > cores:
         print(
