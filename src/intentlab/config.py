@@ -139,6 +139,11 @@ class Config:
         "with adapter_layers: compute the frozen layers below the adapters once per training text, not at "
         "every step (exact; on where nothing below them is random or trained and the states fit)",
     )
+    cls_last_layer: bool = _f(
+        True,
+        "with cls pooling: training steps run the encoder's last layer for [CLS] alone, the one position "
+        "the classifier reads (same function, float rounding aside; false: the whole layer)",
+    )
     # --- SetFit (contrastive fine-tuning of the body on text pairs, then a logistic-regression head)
     setfit_iterations: int = _f(
         20, "SetFit: pairs generated per training text and iteration (the paper's 20)"

@@ -32,6 +32,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from intentlab.config import DEFAULT_MODEL, Config
 from intentlab.errors import ModelNotFound, UserError
+from intentlab.models.cls_layer import cls_row, has_bert_layer
 from intentlab.models.methods import ALL_WEIGHTS, HEAD_ONLY, PeftContext, get
 
 MODEL_FIX = f"Pass --model with a local folder or a reachable Hugging Face id (default: {DEFAULT_MODEL})."
@@ -138,6 +139,7 @@ class IntentClassifier(nn.Module):
         self.encoder = encoder
         self.config = encoder.config  # peft and accelerate look for a `.config`
         self.pooling = pooling
+        self.cls_last_layer = True  # training steps: the last layer for [CLS] alone (`cls_layer.py`)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
         nn.init.normal_(self.classifier.weight, std=encoder.config.initializer_range)
@@ -151,11 +153,17 @@ class IntentClassifier(nn.Module):
         from_layer: int = 0,
     ) -> torch.Tensor:
         """Pooled sentence vectors from token ids, or from `hidden_states`: the (padded) outputs of the
-        encoder's layers below `from_layer`, computed earlier (see `training/frozen.py`)."""
-        if hidden_states is None:
+        encoder's layers below `from_layer`, computed earlier (see `training/frozen.py`). Training steps
+        with `[CLS]` pooling run the last layer for [CLS] alone (`models/cls_layer.py`)."""
+        cls_only = (
+            self.training and self.cls_last_layer and self.pooling == "cls" and cls_row_usable(self.encoder)
+        )
+        if hidden_states is None and not cls_only:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         else:
-            hidden = run_layers(self.encoder, hidden_states, attention_mask, from_layer)
+            if hidden_states is None:
+                hidden_states, from_layer = self.encoder.embeddings(input_ids=input_ids), 0
+            hidden = run_layers(self.encoder, hidden_states, attention_mask, from_layer, cls_only=cls_only)
         return pool(hidden, attention_mask, self.pooling, getattr(self.encoder, "pooler", None))
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
@@ -203,10 +211,13 @@ def run_layers(
     attention_mask: torch.Tensor,
     start: int,
     stop: int | None = None,
+    cls_only: bool = False,
 ) -> torch.Tensor:
     """The token states after the encoder's layers `start`..`stop` (default: the last), given the
     states entering layer `start` (layer 0: the embeddings' output). The attention mask is built as
-    the encoder's own forward builds it (transformers 5's masking utilities)."""
+    the encoder's own forward builds it (transformers 5's masking utilities). With `cls_only` the last
+    layer computes the first position alone (`cls_layer.cls_row`; `cls_row_usable` must hold), and
+    the result is [batch, 1, width]."""
     from transformers.masking_utils import create_bidirectional_mask
 
     layers = encoder_layers(encoder)
@@ -214,9 +225,18 @@ def run_layers(
     mask = create_bidirectional_mask(
         config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
     )
-    for layer in layers[start:stop]:
+    layers = layers[start:stop]
+    last = layers[-1] if cls_only else None
+    for layer in layers[:-1] if cls_only else layers:
         hidden = layer(hidden, mask)
-    return hidden
+    return cls_row(last, hidden, mask) if last is not None else hidden
+
+
+def cls_row_usable(encoder: nn.Module) -> bool:
+    """True when `run_layers(..., cls_only=True)` may run `encoder`'s last layer for [CLS] alone: BERT's
+    layout and layer code, and a first token that is what `[CLS]` pooling reads."""
+    layers = encoder_layers(encoder)
+    return layers is not None and has_bert_layer(layers[-1])
 
 
 class HeadOnly(nn.Module):
@@ -386,6 +406,7 @@ def build_model(cfg: Config, num_labels: int, total_steps: int = 1) -> nn.Module
     model = IntentClassifier(encoder, num_labels, cfg.pooling, cfg.dropout)
     model.name_or_path = cfg.model  # peft records it as the adapter's base_model_name_or_path
     model.inference_attention = inference
+    model.cls_last_layer = cfg.cls_last_layer
     return apply_method(cfg, model, total_steps)
 
 
