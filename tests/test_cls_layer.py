@@ -119,7 +119,9 @@ def test_only_layers_with_berts_code_run_the_cls_row(tiny_model: str) -> None:
     from transformers import AutoModel, BertConfig, BertModel
 
     assert cls_row_usable(AutoModel.from_pretrained(tiny_model))
-    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=99)
+    small = dict(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=99
+    )
     decoder = BertModel(BertConfig(is_decoder=True, **small))
     assert not has_bert_layer(decoder.encoder.layer[0])
     renamed = BertModel(BertConfig(**small))
