@@ -86,7 +86,9 @@ class Config:
         0, "train more epochs when needed for at least this many optimizer steps (small data)"
     )
     lr: float = _f(1e-3, "peak learning rate (AdamW, linear warm-up then linear decay)")
-    head_lr: float | None = _f(None, "learning rate of the classifier head (default: --lr)")
+    head_lr: float | None = _f(
+        None, "learning rate of the classifier head, and of the pooler when it trains with it (default: --lr)"
+    )
     batch_size: int = _f(32, "training batch size (global, across processes)")
     eval_batch_size: int = _f(256, "evaluation batch size (sorted by length)")
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
