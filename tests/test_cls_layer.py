@@ -127,3 +127,6 @@ def test_only_layers_with_berts_code_run_the_cls_row(tiny_model: str) -> None:
     renamed = BertModel(BertConfig(**small))
     renamed.encoder.layer[0].attention.self.__class__ = type("RotarySelfAttention", (nn.Module,), {})
     assert not cls_row_usable(renamed)
+    flex = AutoModel.from_pretrained(tiny_model)
+    flex.config._attn_implementation = "flex_attention"  # its mask is a BlockMask, not a tensor
+    assert not cls_row_usable(flex)

@@ -234,9 +234,10 @@ def run_layers(
 
 def cls_row_usable(encoder: nn.Module) -> bool:
     """True when `run_layers(..., cls_only=True)` may run `encoder`'s last layer for [CLS] alone: BERT's
-    layout and layer code, and a first token that is what `[CLS]` pooling reads."""
+    layout and layer code, and an attention kernel whose mask is a tensor (sdpa, eager; not flex's)."""
     layers = encoder_layers(encoder)
-    return layers is not None and has_bert_layer(layers[-1])
+    kernel = getattr(encoder.config, "_attn_implementation", None)
+    return layers is not None and kernel in ("sdpa", "eager") and has_bert_layer(layers[-1])
 
 
 class HeadOnly(nn.Module):
