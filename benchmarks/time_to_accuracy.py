@@ -1,7 +1,7 @@
 """Time to accuracy: wall time until validation accuracy first passes the TF-IDF baseline's, for intentlab
 and for the Hugging Face Trainer (+ PEFT) setup — so speed is never bought with accuracy.
 
-    python benchmarks/time_to_accuracy.py [--methods lora,full] [--max-epochs 5]
+    python benchmarks/time_to_accuracy.py [--methods lora,full] [--max-epochs 5] [--seeds 42,43,44]
 
 Both sides train on the same Banking77 split (validation carved with intentlab's seeded split), with
 intentlab's shipped hyper-parameters, evaluating after every epoch; each stops at the first epoch whose
@@ -9,11 +9,17 @@ validation accuracy is at least the baseline's (TF-IDF + linear SVM, fitted in t
 counts training and the per-epoch evaluations, not model loading. intentlab runs on the allocator
 `intentlab train` picks (tcmalloc where installed), the Trainer on glibc's, as a user's own script
 would; `--same-malloc` puts both on intentlab's.
+
+The epoch at which a side first passes the bar moves with the seed (both sides' validation accuracy sits
+near the bar around epochs 2-3), so one seed's ratio can move by an epoch's worth either way. `--seeds`
+runs both sides once per seed (the seed of intentlab's run and of the Trainer's) and adds, per method,
+the median of the seeds' ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -57,14 +63,14 @@ def stop_at(floor: float, reached: dict[str, Any]) -> Any:
     return StopAtFloor()
 
 
-def ours_time_to(method: str, floor: float, max_epochs: int, out: str) -> tuple[Any, float, float]:
+def ours_time_to(method: str, floor: float, max_epochs: int, out: str, seed: int) -> tuple[Any, float, float]:
     """(epoch, seconds, validation accuracy) when intentlab's run first reaches `floor` (or its end)."""
     from intentlab.config import resolve
     from intentlab.models.classifier import quiet_transformers
     from intentlab.training.loop import train
 
     quiet_transformers()
-    cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": max_epochs})
+    cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": max_epochs, "seed": seed})
     reached: dict[str, Any] = {}
 
     def stop_at_floor(row: Any) -> bool:
@@ -76,7 +82,9 @@ def ours_time_to(method: str, floor: float, max_epochs: int, out: str) -> tuple[
     return reached.get("ours") or (None, res.train.train_seconds, res.train.best_val_accuracy)
 
 
-def theirs_time_to(method: str, floor: float, max_epochs: int, out: str) -> tuple[Any, float, float]:
+def theirs_time_to(
+    method: str, floor: float, max_epochs: int, out: str, seed: int
+) -> tuple[Any, float, float]:
     """The same for the Trainer + PEFT reference."""
     from transformers import AutoTokenizer
 
@@ -85,7 +93,7 @@ def theirs_time_to(method: str, floor: float, max_epochs: int, out: str) -> tupl
     from intentlab.models.classifier import quiet_transformers, resolve_model_path
 
     quiet_transformers()
-    cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": max_epochs})
+    cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": max_epochs, "seed": seed})
     ds = load_dataset("banking77", str(banking77_dir()))
     tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
     reached: dict[str, Any] = {}
@@ -114,7 +122,9 @@ def main() -> None:
     ap.add_argument(
         "--same-malloc", action="store_true", help="the Trainer on intentlab's allocator too (default: glibc)"
     )
+    ap.add_argument("--seeds", default="42", help="comma-separated seeds, each run on both sides")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     print(f"machine: {machine()}")
     print(malloc_line(args.same_malloc))
     print(f"machine kind: {machine_kind()} (intentlab picks bf16 where it is fast; the Trainer runs fp32)")
@@ -125,21 +135,36 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for method in args.methods.split(","):  # each side in its own fresh process
-            ours = isolated(ours_time_to, method, floor, args.max_epochs, str(Path(d) / method))
-            print(f"{method}: intentlab: {describe(ours, args.max_epochs)}", flush=True)
-            theirs = isolated(
-                theirs_time_to,
-                method,
-                floor,
-                args.max_epochs,
-                str(Path(d) / f"hf-{method}"),
-                shipped_malloc=args.same_malloc,
-            )
-            print(f"{method}: Trainer: {describe(theirs, args.max_epochs)}", flush=True)
-            ratio = f"**{theirs[1] / ours[1]:.2f}×**" if ours[0] and theirs[0] else "–"
-            rows.append([method, describe(ours, args.max_epochs), describe(theirs, args.max_epochs), ratio])
+            ratios = []
+            for seed in seeds:
+                run = f"{method}-{seed}"
+                ours = isolated(ours_time_to, method, floor, args.max_epochs, str(Path(d) / run), seed)
+                print(f"{method} seed {seed}: intentlab: {describe(ours, args.max_epochs)}", flush=True)
+                theirs = isolated(
+                    theirs_time_to,
+                    method,
+                    floor,
+                    args.max_epochs,
+                    str(Path(d) / f"hf-{run}"),
+                    seed,
+                    shipped_malloc=args.same_malloc,
+                )
+                print(f"{method} seed {seed}: Trainer: {describe(theirs, args.max_epochs)}", flush=True)
+                ratio = theirs[1] / ours[1] if ours[0] and theirs[0] else None
+                ratios.append(ratio)
+                shown = f"**{ratio:.2f}×**" if ratio else "–"
+                rows.append(
+                    [method, str(seed), describe(ours, args.max_epochs), describe(theirs, args.max_epochs), shown]
+                )
+            if len(seeds) > 1:
+                both = [r for r in ratios if r]
+                mid = (
+                    f"**{statistics.median(both):.2f}×** ({len(both)} of {len(seeds)} seeds)" if both else "–"
+                )
+                rows.append([method, "median", "", "", mid])
     print(f"\ntime until validation accuracy >= the TF-IDF baseline's {floor:.4f}")
-    print(table(["method", "intentlab", "Trainer + PEFT defaults", "Trainer time / intentlab time"], rows))
+    headers = ["method", "seed", "intentlab", "Trainer + PEFT defaults", "Trainer time / intentlab time"]
+    print(table(headers, rows))
 
 
 if __name__ == "__main__":
