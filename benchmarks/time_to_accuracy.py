@@ -154,7 +154,13 @@ def main() -> None:
                 ratios.append(ratio)
                 shown = f"**{ratio:.2f}×**" if ratio else "–"
                 rows.append(
-                    [method, str(seed), describe(ours, args.max_epochs), describe(theirs, args.max_epochs), shown]
+                    [
+                        method,
+                        str(seed),
+                        describe(ours, args.max_epochs),
+                        describe(theirs, args.max_epochs),
+                        shown,
+                    ]
                 )
             if len(seeds) > 1:
                 both = [r for r in ratios if r]
