@@ -35,6 +35,7 @@ QUICK = [
         r"\| lora \| [\d.]+ \| [\d.]+ \|",
     ),
     (["profile_step.py", "--method", "lora", "--steps", "2", "--examples", "96"], r"\| matmul \| [\d.]+ \|"),
+    (["profile_step.py", "--phases", "--method", "full", "--examples", "96"], r"\| backward \| [\d.]+ \|"),
     (["setting_ab.py", "--method", "lora", "--set", "lr=0.001", "--reps", "1", "--examples", "128"], None),
     (["allocator.py", "--method", "lora", "--examples", "128", "--reps", "1", "--epochs", "1"], None),
 ]
@@ -61,7 +62,9 @@ def kind_line(out: str) -> str:
 
 
 @pytest.mark.parametrize("fast_bf16", [True, False], ids=["this-machine", "capped-at-avx2"])
-@pytest.mark.parametrize(("args", "shows"), QUICK, ids=[a[0] for a, _ in QUICK])
+@pytest.mark.parametrize(
+    ("args", "shows"), QUICK, ids=[a[0] + ("-phases" if "--phases" in a else "") for a, _ in QUICK]
+)
 def test_a_quick_benchmark_finishes_and_prints_its_table(
     args: list[str], shows: str | None, fast_bf16: bool
 ) -> None:
