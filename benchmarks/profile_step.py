@@ -148,7 +148,8 @@ def main() -> None:
     quiet_transformers()
     print(f"machine: {machine()}")
     if args.phases:
-        return phases(args.method, args.examples or 2048)
+        phases(args.method, args.examples or 2048)
+        return
     args.examples = args.examples or 1024
     with tempfile.TemporaryDirectory() as d:
         cfg = resolve(args.method, None, {"data": str(subset(args.examples, Path(d) / "data"))})
