@@ -92,3 +92,36 @@ def test_reloading_does_not_warn_about_its_own_rank_pattern(adalora_run: Path) -
         warnings.simplefilter("always")
         Predictor.from_run(adalora_run)
     assert not [w for w in caught if "rank_pattern" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    "message, ignored",
+    [
+        # peft before 0.22, and 0.22's rewording: both about AdaLoRA's own keys
+        (
+            "The following rank_pattern keys did not match any targeted module and were ignored: "
+            "['base_model.model.encoder.layer.0.attention.self.query.lora_E'].",
+            True,
+        ),
+        (
+            "The following rank_pattern keys did not match any targeted module or parameter and were ignored: "
+            "['a.query.lora_E', 'a.value.lora_E'].",
+            True,
+        ),
+        # a key that is not AdaLoRA's own still warns, whatever the wording
+        (
+            "The following rank_pattern keys did not match any targeted module or parameter and were ignored: "
+            "['a.query.lora_E', 'a.dense'].",
+            False,
+        ),
+        ("The following alpha_pattern keys did not match any targeted module: ['a.query'].", False),
+    ],
+)
+def test_the_rank_pattern_filter_matches_on_keys_not_wording(message: str, ignored: bool) -> None:
+    from intentlab.models.classifier import quiet_transformers
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_transformers()  # installs the filter in front of "always"
+        warnings.warn(message, RuntimeWarning, stacklevel=1)
+    assert (not caught) == ignored

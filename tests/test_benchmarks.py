@@ -20,8 +20,13 @@ from common import AVX2_CAP  # noqa: E402
 
 BANKING77 = Path(os.environ.get("INTENTLAB_DATA_DIR") or ROOT.parent / "shared" / "data" / "banking77")
 
+# a benchmark subprocess gets this long; pytest's own limit for these tests is a minute more, so a stuck
+# benchmark fails with its output (subprocess.TimeoutExpired) instead of being cut off by the global
+# 300 s limit with nothing to read
+BENCHMARK_TIMEOUT_S = 900
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(BENCHMARK_TIMEOUT_S + 60),
     pytest.mark.skipif(
         not (BANKING77 / "train.csv").is_file(), reason="needs Banking77 (INTENTLAB_DATA_DIR)"
     ),
@@ -51,7 +56,7 @@ def run_benchmark(args: list[str], fast_bf16: bool) -> str:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=BENCHMARK_TIMEOUT_S,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout

@@ -232,3 +232,20 @@ def test_serving_an_onnx_export(runs: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "not-exported").mkdir()
     with pytest.raises(UserError, match=r"has no model\.onnx"):
         create_app([str(tmp_path / "not-exported")], backend="onnxruntime", onnx_file="model.onnx")
+
+
+def test_runs_and_exports_are_readable_by_others(runs: dict[str, Path], tmp_path: Path) -> None:
+    """Weights get the umask's permissions like every other file (safetensors writes them 0600), so
+    another user or a container with another uid can load the model."""
+    from intentlab.deploy.export import export_run
+
+    old = os.umask(0o022)
+    try:
+        export_run(runs["full"], tmp_path / "export", merge=True)
+        for folder in (runs["lora"], runs["full"], tmp_path / "export"):
+            files = [p for p in folder.rglob("*") if p.is_file()]
+            assert any(p.suffix == ".safetensors" for p in files)
+            wrong = {str(p.relative_to(folder)): oct(p.stat().st_mode & 0o777) for p in files}
+            assert {k: v for k, v in wrong.items() if v != "0o644"} == {}
+    finally:
+        os.umask(old)

@@ -283,7 +283,8 @@ def test_slow_client_gets_408_while_others_are_served(runs: dict[str, Path]) -> 
 
     from live_server import live_server
 
-    app = create_app([str(runs["full"])], limits=Limits(body_timeout_s=1.0))
+    # a generous deadline: on a loaded machine the normal client must never be the one cut off
+    app = create_app([str(runs["full"])], limits=Limits(body_timeout_s=5.0))
     with live_server(app) as (url, port):
         slow = socket.create_connection(("127.0.0.1", port))
         slow.sendall(
@@ -292,7 +293,7 @@ def test_slow_client_gets_408_while_others_are_served(runs: dict[str, Path]) -> 
         )  # then nothing
         ok = httpx.post(f"{url}/v1/predict", json={"texts": ["where is my card"]}, timeout=10)
         assert ok.status_code == 200
-        slow.settimeout(10)
+        slow.settimeout(60)
         reply = b""
         while b"not received within" not in reply:  # the 408's head and body may come in several reads
             chunk = slow.recv(4096)
@@ -300,7 +301,7 @@ def test_slow_client_gets_408_while_others_are_served(runs: dict[str, Path]) -> 
                 break
             reply += chunk
         slow.close()
-        assert reply.startswith(b"HTTP/1.1 408") and b"not received within 1 s" in reply
+        assert reply.startswith(b"HTTP/1.1 408") and b"not received within 5 s" in reply
 
 
 def test_bounded_load_no_errors_and_stable_memory(runs: dict[str, Path]) -> None:

@@ -70,6 +70,18 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def share_modes(folder: str | Path) -> None:
+    """Give every file and folder under `folder` the permissions the umask gives (0644/0755 under the
+    usual 022). Libraries write some files owner-only (safetensors 0.8 writes weights 0600), and then
+    another user, or a container with another uid, could read a run's config but not load its model."""
+    mask = umask()
+    for root, dirs, files in os.walk(folder):
+        for name, mode in [(d, 0o777) for d in dirs] + [(f, 0o666) for f in files]:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, mode & ~mask)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
@@ -257,6 +269,7 @@ class OutputDir:
         return self.path
 
     def commit(self) -> None:
+        share_modes(self.path)  # one policy for everything an output folder holds (weights included)
         if self.backup is not None:
             shutil.rmtree(self.backup, ignore_errors=True)
             self.backup = None

@@ -116,8 +116,10 @@ def test_sigkill_of_compare_kills_its_cell_and_the_rerun_finishes(
     deadline = time.time() + 120
     while not (out / "lora" / "seed-42" / "config.yaml").is_file() and time.time() < deadline:
         time.sleep(0.05)
+    started = (out / "lora" / "seed-42" / "config.yaml").is_file()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert started, "compare never started its first cell: the kill below would test nothing"
     deadline = time.time() + 60
     while _train_processes(str(out)) and time.time() < deadline:
         time.sleep(0.2)

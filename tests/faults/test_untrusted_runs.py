@@ -68,7 +68,17 @@ def poisoned(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data
         runs[method] = root / "cmp" / method / "seed-42"
         assert (
             main(
-                ["train", "--method", method, "--out", str(runs[method]), *tiny_args(tiny_model, toy_data, 1)]
+                # named as compare names its cells, so that compare reuses them
+                [
+                    "train",
+                    "--method",
+                    method,
+                    "--name",
+                    method,
+                    "--out",
+                    str(runs[method]),
+                    *tiny_args(tiny_model, toy_data, 1),
+                ]
             )
             == 0
         )
@@ -96,8 +106,10 @@ def poisoned(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data
     return runs
 
 
-def one_line_or_ok(code: int, err: str) -> None:
-    assert code in (0, 2), err[-800:]
+def exits(code: int, err: str, expected: int) -> None:
+    """The command ended as `expected` says for this run: 0 (it worked, planted files ignored) or 2 (a
+    one-line error, no traceback)."""
+    assert code == expected, err[-800:]
     assert "Traceback" not in err
     if code == 2:
         lines = [li for li in err.strip().splitlines() if "error:" in li]
@@ -109,13 +121,16 @@ def test_predict_evaluate_export_never_run_planted_code(
     poisoned: dict[str, Path], method: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = poisoned[method]
-    for argv in (
-        ["predict", str(run), "i lost my card"],
-        ["evaluate", str(run), "--json"],
-        ["export", str(run), "--out", str(tmp_path / "export"), "--merge"],
+    for argv, expected in (
+        (["predict", str(run), "i lost my card"], 0),
+        (["evaluate", str(run), "--json"], 0),
+        # the planted files are never read, so each works; a TF-IDF run has no encoder to export
+        (
+            ["export", str(run), "--out", str(tmp_path / "export"), "--merge"],
+            2 if method == "baseline" else 0,
+        ),
     ):
-        code = main(argv)
-        one_line_or_ok(code, capsys.readouterr().err)
+        exits(main(argv), capsys.readouterr().err, expected)
         assert not poisoned["marker"].exists(), argv
 
 
@@ -140,22 +155,26 @@ def test_serve_and_admin_load_never_run_planted_code(poisoned: dict[str, Path]) 
                 json={"name": method, "run": f"{method}/seed-42"},
                 headers={"Authorization": "Bearer t"},
             )
-            assert r.status_code in (201, 422), r.text
+            # loaded with the planted files ignored; a TF-IDF run cannot be served
+            assert r.status_code == (422 if method == "baseline" else 201), r.text
     assert not poisoned["marker"].exists()
 
 
 def test_report_compare_and_resume_never_run_planted_code(
-    poisoned: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    poisoned: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_model: str,
+    toy_data: str,
 ) -> None:
     cmp_root = poisoned["lora"].parents[1]
-    one_line_or_ok(
-        main(["report", str(cmp_root), "--out", str(tmp_path / "report")]), capsys.readouterr().err
-    )
-    code = main(
-        ["compare", "--out", str(cmp_root), "--methods", "lora,baseline", "--seeds", "1", "--no-report"]
-    )
-    one_line_or_ok(code, capsys.readouterr().err)
+    exits(main(["report", str(cmp_root), "--out", str(tmp_path / "report")]), capsys.readouterr().err, 0)
+    # the same settings as the planted cells, so compare reuses them (reads their records) and reports
+    argv = ["compare", "--out", str(cmp_root), "--methods", "lora,baseline", "--seeds", "1"]
+    exits(main([*argv, *tiny_args(tiny_model, toy_data, 1)]), capsys.readouterr().err, 0)
+    assert (cmp_root / "report" / "report.md").is_file()
     resumed = tmp_path / "resume"
     shutil.copytree(poisoned["interrupted"], resumed)
-    one_line_or_ok(main(["train", "--resume", str(resumed)]), capsys.readouterr().err)
+    # its checkpoint holds a pickle under every name: refused, never loaded
+    exits(main(["train", "--resume", str(resumed)]), capsys.readouterr().err, 2)
     assert not poisoned["marker"].exists()

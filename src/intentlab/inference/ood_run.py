@@ -186,4 +186,7 @@ def _fit(run: Path, data_dir: str | None, k: int | None, target_recall: float | 
     from intentlab.deploy.card import write_run_cards
 
     write_run_cards(run)  # the card states the threshold
+    from intentlab.folders import share_modes
+
+    share_modes(run / O.FOLDER)
     return summary

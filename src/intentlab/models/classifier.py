@@ -35,6 +35,8 @@ from intentlab.errors import ModelNotFound, UserError
 from intentlab.models.cls_layer import cls_row, has_bert_layer
 from intentlab.models.methods import ALL_WEIGHTS, HEAD_ONLY, PeftContext, get
 
+# a warning about rank_pattern keys that are all AdaLoRA's own `...lora_E` names (see quiet_transformers)
+ADALORA_OWN_KEYS = r"(?s).*\brank_pattern\b.*\[(?:'[^']*\.lora_E',\s*)*'[^']*\.lora_E'\]"
 MODEL_FIX = f"Pass --model with a local folder or a reachable Hugging Face id (default: {DEFAULT_MODEL})."
 
 
@@ -50,12 +52,9 @@ def quiet_transformers() -> None:
     # 4-bit kernel could not be fetched from the hub; its built-in CPU path is used instead
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     # peft warns that a loaded AdaLoRA adapter's rank_pattern keys (its `...lora_E` parameter names)
-    # match no module: AdaLoRA resizes by those keys itself, so the warning is false for it alone
-    warnings.filterwarnings(
-        "ignore",
-        message=r"The following rank_pattern keys did not match any targeted module and were ignored: \['[^']*\.lora_E'",
-        category=RuntimeWarning,
-    )
+    # match no module: AdaLoRA resizes by those keys itself, so the warning is false for it alone. The
+    # filter matches on the keys, whatever the sentence around them says (peft reworded it in 0.22)
+    warnings.filterwarnings("ignore", message=ADALORA_OWN_KEYS, category=RuntimeWarning)
 
 
 def resolve_model_path(name: str) -> str:

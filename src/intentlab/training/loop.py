@@ -26,7 +26,14 @@ from tqdm.auto import tqdm
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
-from intentlab.folders import FolderLock, OutputDir, recover_replaced, write_jsonl_atomic, write_text_atomic
+from intentlab.folders import (
+    FolderLock,
+    OutputDir,
+    recover_replaced,
+    share_modes,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from intentlab.hardware import default_device_type, fast_bf16, set_torch_threads
 from intentlab.inference.engine import Placement, forward_batches, softmax
 from intentlab.inference.metrics import metrics
@@ -158,6 +165,8 @@ def _run(
         raise
     if run_dir:
         run_dir.commit()
+    elif main:
+        share_modes(out)  # a resumed run is finished in place, without an OutputDir to commit
     return result
 
 
