@@ -131,7 +131,7 @@ def malloc_line(trainer_shipped: bool = False) -> str:
 def train_epoch_stats(method: str, overrides: dict[str, Any], out: str) -> dict[str, Any]:
     """Train one run (in whatever process calls this) and return its first epoch's numbers."""
     from intentlab.config import resolve
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
     from intentlab.training.loop import train
 
     quiet_transformers()
@@ -158,7 +158,7 @@ def epoch_flops(method: str, overrides: dict[str, Any]) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from intentlab.config import resolve
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
     from intentlab.training.loop import for_this_machine, train_step
     from intentlab.training.setup import Setup, make_accelerator
 

@@ -28,7 +28,7 @@ def measure(kind: str, path: str, reps: int = 3) -> dict[Any, tuple[float, int]]
     import time
 
     from intentlab.inference import engine, onnx
-    from intentlab.models.classifier import load_tokenizer, quiet_transformers
+    from intentlab.models.loading import load_tokenizer, quiet_transformers
 
     quiet_transformers()
     texts = [r["text"] for r in csv.DictReader((banking77_dir() / "test.csv").open(encoding="utf-8"))]

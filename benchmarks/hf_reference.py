@@ -40,7 +40,7 @@ def build(method: str, num_labels: int, cfg: Any) -> Any:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from intentlab.models.classifier import resolve_model_path
+    from intentlab.models.loading import resolve_model_path
 
     model = AutoModelForSequenceClassification.from_pretrained(
         resolve_model_path(cfg.model), num_labels=num_labels
@@ -74,7 +74,7 @@ def trainer(
     import numpy as np
     from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from intentlab.models.classifier import resolve_model_path
+    from intentlab.models.loading import resolve_model_path
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model))
     args = TrainingArguments(

@@ -38,7 +38,7 @@ def latency_and_throughput(predictor: object, texts: list[str], queries: int) ->
 
 def main() -> None:
     from intentlab.data import load_dataset
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="a trained LoRA run (default: train one epoch on a subset, here)")
@@ -79,8 +79,8 @@ def main() -> None:
                 ]
             )
         run = Path(args.run) if args.run else Path(d) / "mem-lora"
-        unmerged = Predictor.from_run(run)
-        merged = Predictor.from_run(run)
+        unmerged = open_run(run)
+        merged = open_run(run)
         merged.model = merged.model.merge_and_unload()
         same = (unmerged.logits(texts[:256]).argmax(1) == merged.logits(texts[:256]).argmax(1)).all()
         rows = []

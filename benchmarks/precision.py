@@ -26,7 +26,7 @@ from common import banking77_dir, isolated, machine, machine_kind, table
 
 def one_run(method: str, seed: int, bf16: bool, epochs: int, out: str) -> dict[str, Any]:
     from intentlab.config import resolve
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
     from intentlab.training.loop import train
 
     quiet_transformers()

@@ -75,7 +75,7 @@ def time_phases(method: str, examples: int) -> dict[str, float]:
     import time
 
     from intentlab.config import resolve
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
     from intentlab.training.loop import for_this_machine, train_step
     from intentlab.training.setup import Setup, make_accelerator
 
@@ -135,7 +135,7 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from intentlab.config import resolve
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
     from intentlab.training.loop import for_this_machine, train_step
     from intentlab.training.setup import Setup, make_accelerator
 

@@ -43,7 +43,7 @@ from common import banking77_dir, isolated, machine, machine_kind, table
 LOAD_N = """
 import json, resource, sys
 from intentlab.serving.registry import Registry
-from intentlab.models.classifier import quiet_transformers
+from intentlab.models.loading import quiet_transformers
 quiet_transformers()
 reg = Registry()
 for i, run in enumerate(sys.argv[1:]):
@@ -78,7 +78,7 @@ def backends(torch_bf16: bool, torch_only: bool) -> dict[str, tuple[list[str], s
 
 def batched(flags: list[str], folder: str, texts: list[str]) -> dict[str, Any]:
     """Texts/s of one backend alone, and its top-1 predictions (run in a fresh process)."""
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
     from intentlab.serving.registry import Registry
 
     quiet_transformers()

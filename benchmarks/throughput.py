@@ -26,7 +26,7 @@ def trainer_examples_per_second(method: str, data: str, out: str, seed: int) -> 
     from transformers import AutoTokenizer
 
     from intentlab.config import resolve
-    from intentlab.models.classifier import quiet_transformers, resolve_model_path
+    from intentlab.models.loading import quiet_transformers, resolve_model_path
 
     quiet_transformers()
     cfg = resolve(method, None, {"data": data, "epochs": 1, "seed": seed})

@@ -66,7 +66,7 @@ def stop_at(floor: float, reached: dict[str, Any]) -> Any:
 def ours_time_to(method: str, floor: float, max_epochs: int, out: str, seed: int) -> tuple[Any, float, float]:
     """(epoch, seconds, validation accuracy) when intentlab's run first reaches `floor` (or its end)."""
     from intentlab.config import resolve
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
     from intentlab.training.loop import train
 
     quiet_transformers()
@@ -90,7 +90,7 @@ def theirs_time_to(
 
     from intentlab.config import resolve
     from intentlab.data import load_dataset
-    from intentlab.models.classifier import quiet_transformers, resolve_model_path
+    from intentlab.models.loading import quiet_transformers, resolve_model_path
 
     quiet_transformers()
     cfg = resolve(method, None, {"data_dir": str(banking77_dir()), "epochs": max_epochs, "seed": seed})

@@ -15,7 +15,7 @@ from intentlab.config import Config
 
 
 def test_the_budget_schedule_follows_the_run_length(tiny_model: str) -> None:
-    from intentlab.models.classifier import build_model
+    from intentlab.models.build import build_model
 
     cfg = Config(
         method="adalora",
@@ -69,13 +69,13 @@ def test_reload_serve_and_merge_reproduce_the_run(adalora_run: Path, tmp_path: P
 
     from intentlab.deploy.export import export_run
     from intentlab.inference.evaluate import evaluate_run
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
     from intentlab.serving.app import create_app
 
     recorded = json.loads((adalora_run / "result.json").read_text())["test"]
     assert evaluate_run(adalora_run)["accuracy"] == recorded["accuracy"]
     texts = ["i lost my card", "how do i top up my account"]
-    want = Predictor.from_run(adalora_run).predict(texts, top_k=2)
+    want = open_run(adalora_run).predict(texts, top_k=2)
     # served as "q": peft once misread AdaLoRA rank-pattern keys holding the adapter's name ("Query")
     with TestClient(create_app([str(adalora_run)], names=["q"])) as client:
         got = client.post("/v1/predict", json={"texts": texts, "top_k": 2}).json()["predictions"]
@@ -86,11 +86,11 @@ def test_reload_serve_and_merge_reproduce_the_run(adalora_run: Path, tmp_path: P
 
 
 def test_reloading_does_not_warn_about_its_own_rank_pattern(adalora_run: Path) -> None:
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        Predictor.from_run(adalora_run)
+        open_run(adalora_run)
     assert not [w for w in caught if "rank_pattern" in str(w.message)]
 
 
@@ -118,7 +118,7 @@ def test_reloading_does_not_warn_about_its_own_rank_pattern(adalora_run: Path) -
     ],
 )
 def test_the_rank_pattern_filter_matches_on_keys_not_wording(message: str, ignored: bool) -> None:
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

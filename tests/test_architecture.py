@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +13,77 @@ import pytest
 import yaml
 
 from conftest import tiny_args
+from intentlab import methods as M
 from intentlab.cli import main
-from intentlab.models import methods as M
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "intentlab"
 
 
-def test_every_method_has_a_shipped_config_and_the_config_knows_every_method() -> None:
-    from intentlab.config import METHODS, resolve, shipped_config_path
+@pytest.mark.parametrize("name", M.NAMES)
+def test_every_method_declares_its_files_and_behaviour(name: str) -> None:
+    """Each table entry's shipped config and sweep space exist and load; its storage kind has a class,
+    its regime a trainer, its peft type a builder."""
+    from intentlab.config import METHODS, resolve
+    from intentlab.models.adapters import BUILDERS
+    from intentlab.models.storage import STORAGES
+    from intentlab.training.sweep import load_space
+    from intentlab.training.trainers import TRAINERS
 
+    method = M.get(name)
     assert tuple(METHODS) == M.NAMES
-    for name in M.NAMES:
-        assert yaml.safe_load(shipped_config_path(name).read_text())["method"] == name
-        assert resolve(name, None, {}).method == name
-        assert M.get(name).storage in M.STORAGES
+    assert yaml.safe_load(method.config_file.read_text())["method"] == name
+    assert resolve(name, None, {}).method == name
+    assert load_space(name, None), f"{method.sweep_file} is empty"
+    assert STORAGES[method.storage].kind == method.storage
+    assert method.regime in TRAINERS
+    assert method.peft_type is None or method.peft_type in BUILDERS
+
+
+def _kind_comparisons(tree: ast.AST) -> list[tuple[int, str]]:
+    """Comparisons against a storage kind: its name as a literal, or its constant (FULL, HEAD...)."""
+    kinds, constants = set(M.STORAGE_KINDS), {"FULL", "HEAD", "ADAPTER", "TFIDF"}
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in (node.left, *node.comparators):
+                literal = isinstance(side, ast.Constant) and side.value in kinds
+                constant = isinstance(side, ast.Name | ast.Attribute) and (
+                    getattr(side, "id", None) in constants or getattr(side, "attr", None) in constants
+                )
+                if literal or constant:
+                    hits.append((node.lineno, ast.unparse(side)))
+    return hits
+
+
+def test_only_the_storage_classes_know_what_each_storage_kind_is() -> None:
+    offenders = [
+        f"{path.relative_to(SRC)}:{line}: {what}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path not in (SRC / "methods.py", SRC / "models" / "storage.py")
+        for line, what in _kind_comparisons(ast.parse(path.read_text()))
+    ]
+    assert not offenders, offenders
+
+
+def test_the_method_table_names_no_code_by_string() -> None:
+    """No "module:function" strings (importlib lookups no tool can follow) in the method table."""
+    text = (SRC / "methods.py").read_text()
+    assert "importlib" not in text and not re.search(r"[\"']intentlab\.[\w.]+:\w+[\"']", text)
+
+
+def test_the_import_contracts_hold_and_nothing_imports_in_a_circle() -> None:
+    """import-linter's contracts (pyproject.toml: layers, torch-free reports and contracts, no cycles
+    between siblings) and, module by module, no import cycle at all."""
+    import grimp
+    import networkx as nx
+    from importlinter import api  # noqa: F401  (the package the contracts are checked with)
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(SRC.parents[1] / "pyproject.toml")) == 0
+    graph = grimp.build_graph("intentlab", exclude_type_checking_imports=True)
+    edges = nx.DiGraph((a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a))
+    cycles = [sorted(c) for c in nx.strongly_connected_components(edges) if len(c) > 1]
+    assert not cycles, cycles
 
 
 def _method_literals(tree: ast.AST) -> list[tuple[int, str]]:
@@ -47,7 +105,7 @@ def _method_literals(tree: ast.AST) -> list[tuple[int, str]]:
 def test_no_module_but_the_method_table_branches_on_a_method_name() -> None:
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
-        if path == SRC / "models" / "methods.py":
+        if path == SRC / "methods.py":
             continue
         for line, name in _method_literals(ast.parse(path.read_text())):
             offenders.append(f"{path.relative_to(SRC)}:{line}: {name}")
@@ -69,12 +127,12 @@ def test_predict_serve_and_evaluate_give_identical_probabilities(lora_run: Path)
     from intentlab.inference.engine import softmax
     from intentlab.inference.evaluate import evaluate_run
     from intentlab.inference.metrics import metrics
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
     from intentlab.runs import read_config
     from intentlab.serving.app import create_app
 
     texts = ["i lost my card", "how do i top up my account", "what exchange rate do you use", "hello?"]
-    predictor = Predictor.from_run(lora_run)
+    predictor = open_run(lora_run)
     predicted = predictor.predict(texts, top_k=4)
     with TestClient(create_app([str(lora_run)])) as client:
         served = client.post("/v1/predict", json={"texts": texts, "top_k": 4}).json()["predictions"]
@@ -91,7 +149,9 @@ def test_training_steps_keep_their_attention_kernel_and_evaluation_borrows_infer
     tiny_model: str,
 ) -> None:
     from intentlab.config import resolve
-    from intentlab.models.classifier import build_model, classifier_of, inference_attention
+    from intentlab.models.build import build_model
+    from intentlab.models.classifier import classifier_of
+    from intentlab.models.speed import inference_attention
 
     model = build_model(resolve("lora", None, {"model": tiny_model, "attention": "eager"}), 4)
     config = classifier_of(model).encoder.config
@@ -125,7 +185,7 @@ def test_a_bf16_run_scored_without_fast_bf16_runs_in_fp32(
     import shutil
 
     from intentlab import hardware
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     run = tmp_path / "bf16-run"
     shutil.copytree(lora_run, run)
@@ -133,15 +193,13 @@ def test_a_bf16_run_scored_without_fast_bf16_runs_in_fp32(
     (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "bf16": True}))  # as if trained on a bf16 machine
     texts = ["i lost my card", "rate for converting pounds"]
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))  # an AVX2-only CPU
-    slow_cpu = Predictor.from_run(run)
+    slow_cpu = open_run(run)
     assert slow_cpu.backend.placement.bf16 is False and slow_cpu.backend.placement.device.type == "cpu"
-    fp32 = Predictor.from_run(lora_run, bf16=False)
+    fp32 = open_run(lora_run, bf16=False)
     assert np.array_equal(slow_cpu.logits(texts), fp32.logits(texts))
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert (
-        Predictor.from_run(run).backend.placement.bf16 is True
-    )  # where bf16 is fast, the run's choice holds
-    assert Predictor.from_run(lora_run).backend.placement.bf16 is False  # an fp32 run never turns bf16
+    assert open_run(run).backend.placement.bf16 is True  # where bf16 is fast, the run's choice holds
+    assert open_run(lora_run).backend.placement.bf16 is False  # an fp32 run never turns bf16
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ def baseline_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_
 
 def test_saved_as_data_and_reloaded_exactly(baseline_run: Path) -> None:
     from intentlab.data import dataset_for
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
     from intentlab.runs import read_config
 
     files = sorted(p.name for p in (baseline_run / "model").iterdir())
@@ -31,7 +31,7 @@ def test_saved_as_data_and_reloaded_exactly(baseline_run: Path) -> None:
     assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in baseline_run.rglob("*"))
     ds = dataset_for(read_config(baseline_run))
     recorded = json.loads((baseline_run / "test_predictions.json").read_text())["y_pred"]
-    assert Predictor.from_run(baseline_run).logits(ds.test.texts).argmax(1).tolist() == recorded
+    assert open_run(baseline_run).logits(ds.test.texts).argmax(1).tolist() == recorded
 
 
 def test_an_old_pickled_baseline_is_refused_and_never_unpickled(
@@ -72,9 +72,9 @@ def test_two_classes_work(tmp_path: Path, tiny_model: str) -> None:
     assert (
         main(["train", "--method", "baseline", "--out", str(out), *tiny_args(tiny_model, str(data), 1)]) == 0
     )
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
-    top = Predictor.from_run(out).predict(["yes please", "never"], top_k=2)
+    top = open_run(out).predict(["yes please", "never"], top_k=2)
     assert [row[0][0] for row in top] == ["yes", "no"]
 
 

@@ -12,8 +12,9 @@ from torch import nn
 
 from intentlab.config import Config
 from intentlab.data.batching import Collator
-from intentlab.models.classifier import classifier_of, cls_row_usable, encoder_layers
+from intentlab.models.classifier import classifier_of
 from intentlab.models.cls_layer import has_bert_layer
+from intentlab.models.speed import cls_row_usable, encoder_layers
 from intentlab.training.setup import Setup, make_accelerator
 
 

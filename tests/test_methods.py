@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from intentlab.config import Config
-from intentlab.models.classifier import build_model, count_params, expand_targets
+from intentlab.models.adapters import expand_targets
+from intentlab.models.build import build_model, count_params
 
 
 def trainable(model: torch.nn.Module) -> list[str]:
@@ -117,7 +118,7 @@ def test_mean_pooling_ignores_padding(tiny_model: str, method: str) -> None:
 
 
 def test_only_fixed_features_are_cached() -> None:
-    from intentlab.models.classifier import features_are_fixed
+    from intentlab.models.build import features_are_fixed
 
     assert features_are_fixed(Config(method="head", encoder_dropout=0.0))
     assert not features_are_fixed(Config(method="head", encoder_dropout=0.1))  # dropout inside the encoder
@@ -140,7 +141,7 @@ def test_a_head_run_trains_on_features_computed_once(
     from conftest import tiny_args
     from intentlab.cli import main
     from intentlab.data import dataset_for
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
     from intentlab.runs import read_config
 
     calls = {"n": 0, "seconds": 0.0}
@@ -173,14 +174,14 @@ def test_a_head_run_trains_on_features_computed_once(
     assert train_seconds >= calls["seconds"] + sum(epochs)
     recorded = json.loads((out / "test_predictions.json").read_text())["y_pred"]
     ds = dataset_for(read_config(out))
-    reloaded = Predictor.from_run(out).logits(ds.test.texts).argmax(1)
+    reloaded = open_run(out).logits(ds.test.texts).argmax(1)
     assert np.array_equal(reloaded, recorded)  # the saved full model is the one that was trained
 
 
 def test_frozen_linears_in_bf16_change_nothing_under_autocast(tiny_model: str) -> None:
     import copy
 
-    from intentlab.models.classifier import frozen_linears_to_bf16
+    from intentlab.models.speed import frozen_linears_to_bf16
 
     model = make(tiny_model, "lora", target_modules=["all-linear"]).eval()
     cast = copy.deepcopy(model)
@@ -200,7 +201,7 @@ def test_adapter_input_casts_off_change_nothing_under_autocast(tiny_model: str, 
     and every gradient stay bit-identical while the copies go; DoRA and IA3 layers are left as they are."""
     import copy
 
-    from intentlab.models.classifier import frozen_linears_to_bf16, no_adapter_input_casts
+    from intentlab.models.speed import frozen_linears_to_bf16, no_adapter_input_casts
 
     model = make(tiny_model, method, target_modules=["all-linear"])
     frozen_linears_to_bf16(model)  # as training under bf16 sets the model up
@@ -241,7 +242,7 @@ def test_bf16_inference_weights_keep_the_logits_of_training_storage(tiny_model: 
     import copy
 
     from intentlab.inference.engine import Placement, forward_batches
-    from intentlab.models.classifier import bf16_inference_weights, frozen_linears_to_bf16
+    from intentlab.models.speed import bf16_inference_weights, frozen_linears_to_bf16
 
     kw = {"target_modules": ["all-linear"]} if method not in ("full", "head") else {}
     model = make(tiny_model, method, **kw)

@@ -14,7 +14,7 @@ from conftest import tiny_args
 from intentlab.cli import main
 from intentlab.inference import calibration
 from intentlab.inference import ood as O
-from intentlab.inference.ood_run import separation
+from intentlab.inference.metrics import separation
 
 
 def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -85,7 +85,7 @@ def test_the_fitted_state_round_trips_and_corruption_is_refused(tmp_path: Path) 
 
     train, y, feats, logits, y_test = planted()
     state = O.choose(O.fit(train, y, 3, k=5, temperature=1.7), y_test, logits, feats, 0.95)
-    O.save(state, tmp_path, {})
+    O.save(state, tmp_path / "ood", {})
     back = O.load(tmp_path, 3)
     assert back is not None and (back.thresholds, back.chosen, back.k, back.temperature) == (
         state.thresholds,
@@ -133,13 +133,13 @@ def test_predict_evaluate_and_serve_agree_on_out_of_scope(oos_run: Path, oos_dat
 
     from intentlab.data import dataset_for
     from intentlab.inference.evaluate import evaluate_run
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
     from intentlab.runs import read_config
     from intentlab.serving.app import create_app
 
     ds = dataset_for(read_config(oos_run))
     texts = ds.test.texts
-    predicted = Predictor.from_run(oos_run).classify(texts, top_k=2)
+    predicted = open_run(oos_run).classify(texts, top_k=2)
     evaluated = evaluate_run(oos_run)["out_of_scope"]
     with TestClient(create_app([str(oos_run)])) as client:
         served = client.post("/v1/predict", json={"texts": texts, "top_k": 2}).json()["predictions"]
@@ -149,7 +149,7 @@ def test_predict_evaluate_and_serve_agree_on_out_of_scope(oos_run: Path, oos_dat
     from intentlab.inference.predictor import SCORE_RANGES
 
     high = min(SCORE_RANGES.get(predicted[0].scorer, (0, 1e9))[1], 1e9)  # the top of the scorer's range
-    moved = Predictor.from_run(oos_run).classify(texts, 1, threshold=high)
+    moved = open_run(oos_run).classify(texts, 1, threshold=high)
     assert [p.out_of_scope for p in moved] == [p.score < high for p in predicted]
     assert sum(p.out_of_scope for p in moved) > sum(p.out_of_scope for p in predicted)
 
@@ -158,10 +158,10 @@ def test_threshold_overrides_are_checked(oos_run: Path, capsys: pytest.CaptureFi
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
     from intentlab.serving.app import create_app
 
-    scorer = Predictor.from_run(oos_run).ood.chosen
+    scorer = open_run(oos_run).ood.chosen
     bad = 2.0 if scorer in ("msp", "knn") else float("inf")
     if np.isfinite(bad):
         assert main(["predict", str(oos_run), "hello", "--threshold", str(bad)]) == 2

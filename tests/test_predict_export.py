@@ -28,9 +28,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: st
 
 
 def test_predict_texts(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
-    p = Predictor.from_run(runs["lora"])
+    p = open_run(runs["lora"])
     top = p.predict(["i lost my card", "what exchange rate do you use"], top_k=3)
     assert len(top) == 2 and all(len(t) == 3 for t in top)
     for t in top:
@@ -91,7 +91,7 @@ def test_mean_pooled_merged_export_is_labelled_remote_code(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from intentlab.deploy.export import export_run
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     out = tmp_path / "export"
     report = export_run(runs[method], out, merge=True)
@@ -107,7 +107,7 @@ def test_mean_pooled_merged_export_is_labelled_remote_code(
     texts = ["i lost my card", "how do i top up my account", "when will the card be delivered"]
     with torch.inference_mode():
         logits = model(**tok(texts, padding=True, return_tensors="pt")).logits.numpy()
-    ref = Predictor.from_run(runs[method], bf16=False).logits(texts)
+    ref = open_run(runs[method], bf16=False).logits(texts)
     np.testing.assert_allclose(logits, ref, atol=1e-4)
 
 
@@ -175,7 +175,7 @@ def test_int8_below_the_agreement_floor_is_refused(
 def test_baseline_run_predicts_and_evaluates_but_is_not_served(
     tmp_path: Path, tiny_model: str, toy_data: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     run = tmp_path / "baseline"
     assert (
@@ -188,7 +188,7 @@ def test_baseline_run_predicts_and_evaluates_but_is_not_served(
     assert again["accuracy"] == recorded and again["loss"] is None
     assert main(["evaluate", str(run)]) == 0  # the plain print copes with no loss
     assert f"accuracy {recorded:.4f}" in capsys.readouterr().out
-    p = Predictor.from_run(run)
+    p = open_run(run)
     preds = json.loads((run / "test_predictions.json").read_text())
     top = p.predict(["a text", "another one"], top_k=2)
     assert all(len(row) == 2 and row[0][1] >= row[1][1] for row in top)
@@ -206,13 +206,13 @@ def test_serving_an_onnx_export(runs: dict[str, Path], tmp_path: Path) -> None:
 
     from intentlab.deploy.export import export_run
     from intentlab.errors import UserError
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
     from intentlab.serving.app import Limits, create_app
 
     out = tmp_path / "onnx-export"
     export_run(runs["full"], out, merge=True, onnx=True, quantize="int8", min_agreement=0.8)
     texts = ["i lost my card", "how do i top up my account", "what exchange rate do you use"]
-    want = Predictor.from_run(runs["full"], bf16=False).predict(texts, top_k=2)
+    want = open_run(runs["full"], bf16=False).predict(texts, top_k=2)
     for onnx_file, tol, parallel in (("model.onnx", 1e-4, 1), ("model.int8.onnx", 0.05, 2)):
         limits = Limits(parallel_batches=parallel)
         app = create_app([str(out)], backend="onnxruntime", onnx_file=onnx_file, limits=limits)

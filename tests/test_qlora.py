@@ -48,7 +48,7 @@ def test_the_base_is_4_bit_and_only_lora_trains(tiny64: str) -> None:
     from bitsandbytes.nn import Linear4bit
 
     from intentlab.config import Config
-    from intentlab.models.classifier import build_model
+    from intentlab.models.build import build_model
 
     model = build_model(Config(method="qlora", model=tiny64, target_modules=["all-linear"]), num_labels=4)
     base = model.get_base_model()

@@ -12,7 +12,7 @@ import pytest
 from intentlab.errors import UserError
 from intentlab.folders import write_json_atomic
 from intentlab.reporting.report import build_report
-from intentlab.runs import SCHEMA_VERSION
+from intentlab.runs.record import SCHEMA_VERSION
 
 LABELS = ["a", "b", "c", "d"]
 
@@ -141,7 +141,7 @@ def test_report_writes_both_files_and_exact_aggregates(tmp_path: Path) -> None:
         f"{100 * by['lora']['test_accuracy'][0]:.2f} ± {100 * by['lora']['test_accuracy'][1]:.2f}",
     ):
         assert needle in md, needle
-    from intentlab.models.methods import colour
+    from intentlab.methods import colour
 
     for chart, drawn in (
         ("curves", ("baseline", "lora", "full")),  # every method's line, in its table colour

@@ -65,7 +65,7 @@ def predict(client: TestClient, **body: object) -> object:
 def test_two_adapters_share_one_base_and_answer_with_their_own_labels(
     client: TestClient, runs: dict[str, Path]
 ) -> None:
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     reg = client.app.state.registry
     assert len(reg.bases) == 1  # bank and chat: one copy of the base model
@@ -83,7 +83,7 @@ def test_two_adapters_share_one_base_and_answer_with_their_own_labels(
         preds = r.json()["predictions"]
         assert all({p["intent"] for p in x["intents"]} <= labels for x in preds)
         # identical to the run loaded on its own (the shared base + switched adapter changes nothing)
-        solo = Predictor.from_run(runs[name]).predict(texts, top_k=2)
+        solo = open_run(runs[name]).predict(texts, top_k=2)
         for got, want in zip(preds, solo, strict=True):
             assert [p["intent"] for p in got["intents"]] == [w[0] for w in want]
             assert [p["probability"] for p in got["intents"]] == pytest.approx([w[1] for w in want], abs=1e-5)
@@ -555,7 +555,7 @@ def test_serve_makes_openmp_threads_sleep_unless_the_user_chose(given: str | Non
     if given:
         env["OMP_WAIT_POLICY"] = given
     code = (
-        "import os, sys; from intentlab.cli import sleeping_openmp_threads; sleeping_openmp_threads(); "
+        "import os, sys; from intentlab.serving.runtime import sleeping_openmp_threads; sleeping_openmp_threads(); "
         "assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -572,9 +572,9 @@ def test_models_load_and_run_on_the_model_thread_with_its_own_torch_threads(
 
     import torch
 
-    from intentlab.cli import serving_threads
     from intentlab.hardware import usable_cores
     from intentlab.serving.registry import Registry
+    from intentlab.serving.runtime import serving_threads
 
     loaded_on = []
     real_load = Registry.load
@@ -618,10 +618,10 @@ def test_bf16_bases_hold_bf16_weights_and_are_not_shared_with_fp32_adapters(
 
     bf16_run = str(runs["bank"])
 
-    def placement(self: Registry, run: Path) -> Placement:
+    def placement(run: Path, bf16: bool | None = None, device: str | None = None) -> Placement:
         return Placement(torch.device("cpu"), str(run) == bf16_run)
 
-    monkeypatch.setattr(Registry, "_placement", placement)
+    monkeypatch.setattr("intentlab.inference.opener.placement_for", placement)
     reg = Registry()
     reg.load("bank", runs["bank"])
     reg.load("chat", runs["chat"])

@@ -19,7 +19,7 @@ def test_the_head_becomes_a_linear_layer_with_the_same_probabilities(tiny_model:
     from intentlab.config import resolve
     from intentlab.data import dataset_for
     from intentlab.inference.engine import Placement, TorchBackend, softmax
-    from intentlab.models.classifier import load_tokenizer
+    from intentlab.models.loading import load_tokenizer
     from intentlab.training.setfit import _fit, as_classifier
 
     cfg = resolve(
@@ -43,7 +43,7 @@ def test_a_setfit_run_is_an_ordinary_run(
     tmp_path: Path, tiny_model: str, toy_data: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from intentlab.data import dataset_for
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
     from intentlab.runs import read_config
 
     cwd = tmp_path / "cwd"
@@ -61,6 +61,6 @@ def test_a_setfit_run_is_an_ordinary_run(
     )  # the tiny test body has no Normalize module
     recorded = json.loads((out / "test_predictions.json").read_text())["y_pred"]
     ds = dataset_for(read_config(out))
-    assert Predictor.from_run(out).logits(ds.test.texts).argmax(1).tolist() == recorded
+    assert open_run(out).logits(ds.test.texts).argmax(1).tolist() == recorded
     result = json.loads((out / "result.json").read_text())
     assert result["run"]["dataset"]["setfit_pairs"] == 32 and result["train"]["train_accuracy"] is not None

@@ -83,7 +83,7 @@ def test_cls_runs_export_as_plain_bert_for_sequence_classification(
     cls_runs: dict[str, Path], tmp_path: Path, method: str
 ) -> None:
     from intentlab.deploy.export import export_run
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     out = tmp_path / "export"
     report = export_run(cls_runs[method], out, merge=True)
@@ -91,7 +91,7 @@ def test_cls_runs_export_as_plain_bert_for_sequence_classification(
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["BertForSequenceClassification"] and "auto_map" not in config
     got = outside(out, "transformers", "")
-    ref = Predictor.from_run(cls_runs[method], bf16=False)
+    ref = open_run(cls_runs[method], bf16=False)
     np.testing.assert_allclose(np.array(got["logits"]), ref.logits(TEXTS), atol=1e-4)
     assert got["pipeline"] == [p[0][0] for p in ref.predict(TEXTS)]  # id2label set: real intent names
 
@@ -103,7 +103,7 @@ def test_a_cls_adapter_exports_as_a_standard_peft_adapter(
     from safetensors.torch import load_file
 
     from intentlab.deploy.export import export_run
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     out = tmp_path / "adapter"
     export_run(cls_runs[method], out)
@@ -115,7 +115,7 @@ def test_a_cls_adapter_exports_as_a_standard_peft_adapter(
     assert adapted and all(".layer.1." in k for k in adapted)  # --adapter-layers 1: the top layer only
     got = outside(out, "peft", tiny_model)
     np.testing.assert_allclose(
-        np.array(got["logits"]), Predictor.from_run(cls_runs[method], bf16=False).logits(TEXTS), atol=1e-4
+        np.array(got["logits"]), open_run(cls_runs[method], bf16=False).logits(TEXTS), atol=1e-4
     )
 
 

@@ -12,7 +12,7 @@ import yaml
 from conftest import tiny_args
 from intentlab.cli import main
 from intentlab.folders import read_jsonl
-from intentlab.runs import EPOCH_KEYS
+from intentlab.runs.record import EPOCH_KEYS
 
 RESULT_KEYS = {
     "run": ["method", "model", "seed"],
@@ -81,7 +81,7 @@ def test_run_directory_contract(lora_run: Path) -> None:
 
 def test_reloaded_lora_predicts_exactly_as_in_training(lora_run: Path) -> None:
     from intentlab.inference.evaluate import evaluate_run
-    from intentlab.inference.predictor import Predictor
+    from intentlab.inference.opener import open_run
 
     result = json.loads((lora_run / "result.json").read_text())
     saved = json.loads((lora_run / "test_predictions.json").read_text())
@@ -89,7 +89,7 @@ def test_reloaded_lora_predicts_exactly_as_in_training(lora_run: Path) -> None:
     assert m["accuracy"] == result["test"]["accuracy"]
     assert m["f1_macro"] == result["test"]["f1_macro"]
     assert m["loss"] == pytest.approx(result["test"]["loss"], abs=1e-6)
-    p = Predictor.from_run(lora_run)
+    p = open_run(lora_run)
     from intentlab.data import load_dataset
 
     ds = load_dataset(result["run"]["config"]["data"])

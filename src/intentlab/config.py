@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from intentlab.errors import UserError
-from intentlab.models.methods import NAMES, get
+from intentlab.methods import NAMES, get
 
 METHODS = NAMES  # the method table's names (models/methods.py)
 POOLINGS = ("mean", "cls", "mean-l2")  # mean-l2: the mean, L2-normalised (sentence-transformers, SetFit)
@@ -153,6 +153,10 @@ class Config:
     setfit_max_pairs: int = _f(
         8000,
         "SetFit: most text pairs to train the body on (its library default, all pairs, takes hours on a CPU)",
+    )
+    # --- the TF-IDF baseline
+    svm_c: float = _f(
+        0.5, "baseline: the linear SVM's regularisation C (larger fits the training data closer)"
     )
     peft_options: dict[str, Any] | None = _f(
         None, "extra keyword arguments of the method's peft config (YAML mapping, or key=value,key=value)"
@@ -327,7 +331,7 @@ def resolve(method: str | None, config_file: str | None, flags: dict[str, Any]) 
     chosen = str(chosen)
     if chosen not in METHODS:
         raise UserError(f"unknown method {chosen!r}. Choose one of: {', '.join(METHODS)}.")
-    cfg = merge(Config(), read_yaml(shipped_config_path(chosen)), f"shipped config {chosen}.yaml")
+    cfg = merge(Config(), read_yaml(get(chosen).config_file), f"shipped config {chosen}.yaml")
     if user:
         cfg = merge(cfg, user, str(config_file))
     cfg = merge(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
@@ -405,6 +409,7 @@ def validate(cfg: Config) -> None:
     need(cfg.ood_k >= 1, f"ood_k must be at least 1, got {cfg.ood_k}")
     need(cfg.attention in (None, "sdpa", "eager"), f"attention must be sdpa or eager, got {cfg.attention!r}")
     need(cfg.min_steps >= 0, f"min_steps must be 0 or more, got {cfg.min_steps}")
+    need(math.isfinite(cfg.svm_c) and cfg.svm_c > 0, f"svm_c must be a positive number, got {cfg.svm_c}")
     need(
         cfg.setfit_iterations >= 1 and cfg.setfit_max_pairs >= 1,
         "setfit_iterations and setfit_max_pairs must be at least 1",

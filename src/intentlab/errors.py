@@ -24,3 +24,9 @@ class ModelNotFound(UserError):
     def __init__(self, name: str, reason: str, fix: str) -> None:
         self.name, self.reason = name, reason
         super().__init__(f"cannot load model {name!r} ({reason}). {fix}")
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after writing a checkpoint (exit 130; resume with --resume)."""
+
+    exit_code = 130

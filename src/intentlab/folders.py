@@ -26,21 +26,6 @@ from typing import Any
 
 from intentlab.errors import UserError
 
-# what intentlab writes into a run folder; anything else means the folder is not (only) a run
-RUN_ENTRIES = frozenset(
-    {
-        "config.yaml",
-        "metrics.jsonl",
-        "result.json",
-        "test_predictions.json",
-        "model",
-        "plots",
-        "checkpoint",
-        "tensorboard",
-        "ood",
-    }
-)
-RUN_MARKER = "config.yaml"
 _umask_lock = threading.Lock()
 
 
@@ -161,13 +146,7 @@ class FolderLock:
 
 
 # ----------------------------------------------------------------------------- claiming folders
-def is_complete(run: str | Path) -> bool:
-    return (Path(run) / "result.json").is_file()
-
-
-def foreign_entries(
-    folder: Path, marker: str = RUN_MARKER, entries: frozenset[str] | None = RUN_ENTRIES
-) -> list[str]:
+def foreign_entries(folder: Path, marker: str, entries: frozenset[str] | None) -> list[str]:
     """Entries of `folder` that intentlab did not write there (empty: the folder is intentlab's)."""
     if not (folder / marker).is_file():
         return sorted(p.name for p in folder.iterdir())[:5] or ["(no " + marker + ")"]
@@ -184,7 +163,7 @@ def _backups(folder: Path) -> list[Path]:
     return sorted(folder.parent.glob(f".{folder.name}.replaced-*")) if folder.parent.is_dir() else []
 
 
-def recover_replaced(folder: Path, marker: str = RUN_MARKER) -> list[str]:
+def recover_replaced(folder: Path, marker: str, complete: str) -> list[str]:
     """Put back an old copy that a killed `--overwrite` left as `.NAME.replaced-PID-TIME`.
 
     The old copy returns when the folder is missing or incomplete and the copy is complete; a
@@ -198,7 +177,7 @@ def recover_replaced(folder: Path, marker: str = RUN_MARKER) -> list[str]:
             continue
         if _alive(pid) and pid != os.getpid():
             continue  # a live writer (that holds no lock: an older intentlab) is still replacing it
-        current_ok = folder.is_dir() and (folder / marker).is_file() and is_complete(folder)
+        current_ok = folder.is_dir() and (folder / marker).is_file() and (folder / complete).is_file()
         if not current_ok and (backup / marker).is_file():
             if folder.exists():
                 shutil.rmtree(folder)
@@ -225,18 +204,21 @@ class OutputDir:
         path: str | Path,
         overwrite: bool = False,
         lock: bool = True,
-        marker: str = RUN_MARKER,
-        entries: frozenset[str] | None = RUN_ENTRIES,
+        *,
+        marker: str,
+        entries: frozenset[str] | None,
+        complete: str,
         flag: str = "--out",
     ) -> None:
         self.path = Path(path).absolute()
         self.backup: Path | None = None
         self.claimed = False
         self.marker = marker
+        self.complete = complete  # the file whose presence marks the folder finished
         check_folder_path(path, flag)
         self.lock = FolderLock(self.path).acquire(str(path)) if lock else None
         try:
-            for note in recover_replaced(self.path, marker):
+            for note in recover_replaced(self.path, marker, complete):
                 print(f"intentlab: {note}", file=sys.stderr)
             self._check(overwrite, entries, flag)
         except BaseException:
@@ -247,7 +229,8 @@ class OutputDir:
         if not (self.path.is_dir() and any(self.path.iterdir())):
             return
         if not overwrite:
-            state = "a complete run" if is_complete(self.path) else "an incomplete run or other files"
+            done = (self.path / self.complete).is_file()
+            state = "a complete run" if done else "an incomplete run or other files"
             raise UserError(
                 f"output folder {self.path} already exists and holds {state}. "
                 f"Choose another {flag}, or pass --overwrite to replace it."

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
-from intentlab.models.methods import ADAPTER
+from intentlab.runs.files import CARD, EXPORT_MARKER, LABELS, MODEL_INFO, OOD, RESULT
 
 PROB_TOLERANCE = 1e-4
 ONNX_TOLERANCE = 1e-3
@@ -55,7 +55,7 @@ def export_run(
     if not 0 <= min_agreement <= 1:
         raise UserError(f"--min-agreement must be within 0..1, got {min_agreement}.")
     run, out = Path(run), Path(out)
-    run_dir = OutputDir(out, overwrite, marker="export_verification.json", entries=None)
+    run_dir = OutputDir(out, overwrite, marker=EXPORT_MARKER, entries=None, complete=RESULT)
     try:
         report = _export(run, run_dir, merge, onnx, data_dir, quantize, min_agreement)
     except BaseException:
@@ -83,19 +83,19 @@ def _export(
     quantize: str | None,
     min_agreement: float,
 ) -> dict[str, Any]:
+    from intentlab.data.run_data import run_dataset
     from intentlab.deploy import hf
-    from intentlab.deploy.card import write_card
     from intentlab.inference.engine import Placement, TorchBackend, softmax
-    from intentlab.inference.evaluate import run_dataset
+    from intentlab.models.adapters import recorded_encoder_options
     from intentlab.models.classifier import classifier_of
-    from intentlab.models.io import encoder_options, load_model, model_folder
+    from intentlab.models.io import load_model, model_folder
+    from intentlab.runs.cards import write_card
 
     ds, cfg = run_dataset(run, data_dir, other_data=True)  # any texts verify an export
     fp32 = Placement.for_this_machine("cpu", bf16=False)
     loaded = load_model(run)
-    if onnx and loaded.info["weights"] == ADAPTER and not merge:
-        raise UserError("--onnx needs a merged model. Add --merge.")
-    quantized = bool(encoder_options(loaded.info))
+    merge = merge or onnx  # ONNX Runtime runs plain weights: an adapter is merged for it
+    quantized = bool(recorded_encoder_options(loaded.info))
     if quantized and (merge or onnx):
         raise UserError(
             f"{run} is a QLoRA run: its adapter was trained on a 4-bit base, so merging it into full-precision "
@@ -109,17 +109,17 @@ def _export(
     standard = hf.is_standard(loaded.info, encoder_config) and not quantized
     target = run_dir.claim()
     folder = model_folder(run)
-    for name in ("labels.json", "intentlab.json"):
+    for name in (LABELS, MODEL_INFO):
         shutil.copy(folder / name, target / name)
-    if (run / "ood").is_dir():
-        shutil.copytree(run / "ood", target / "ood")
+    if (run / OOD).is_dir():
+        shutil.copytree(run / OOD, target / OOD)
     artifacts: dict[str, Any] = {}
 
     def check(name: str, model: Any, tolerance: float = PROB_TOLERANCE) -> None:
         probs = softmax(TorchBackend(model, loaded.tokenizer, cfg.max_length, fp32).run_ids(ids).logits)
         artifacts[name] = {**_agreement(probs, ref, y), "tolerance": tolerance}
 
-    if loaded.info["weights"] == ADAPTER and not merge:
+    if loaded.storage.mergeable and not merge:
         base_id = cfg.model
         if standard:
             kind, loading = "peft adapter for BertForSequenceClassification (task_type SEQ_CLS)", "peft"
@@ -132,7 +132,7 @@ def _export(
             loaded.tokenizer.save_pretrained(target)
             check("intentlab adapter", load_model(target).model)
     else:
-        model = loaded.model.merge_and_unload() if loaded.info["weights"] == ADAPTER else loaded.model
+        model = loaded.storage.merged(loaded.model)
         if standard:
             kind, loading = "transformers BertForSequenceClassification (no remote code)", "transformers"
             hf.write_standard(model, loaded.tokenizer, loaded.labels, loaded.info, target)
@@ -145,9 +145,9 @@ def _export(
         check("transformers", hf.load_transformers(target, remote_code=not standard))
         if onnx:
             _onnx(model, loaded.tokenizer, target, cfg.max_length, ids, ref, y, quantize, artifacts)
-    write_card(run, target / "README.md", kind=f"exported: {kind}", loading=loading)
+    write_card(run, target / CARD, kind=f"exported: {kind}", loading=loading)
     report = {"kind": kind, "standard": standard, "n": len(ids), "artifacts": artifacts}
-    (target / "export_verification.json").write_text(json.dumps(report, indent=2))
+    (target / EXPORT_MARKER).write_text(json.dumps(report, indent=2))
     failed = [
         name
         for name, a in artifacts.items()

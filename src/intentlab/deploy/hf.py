@@ -16,15 +16,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from intentlab.models.classifier import resolve_model_path
+from intentlab.models.loading import resolve_model_path
+from intentlab.runs.model_info import ModelInfo
 
 STANDARD_TYPES = ("bert",)  # encoders whose [CLS] pooler + linear head is <Type>ForSequenceClassification
 PREFIX = "bert"  # the encoder's attribute in BertForSequenceClassification (ours is `encoder`)
 
 
-def is_standard(info: dict[str, Any], encoder_config: Any) -> bool:
+def is_standard(info: ModelInfo, encoder_config: Any) -> bool:
     """True when the run's head is exactly transformers' built-in sequence-classification head."""
-    return info.get("pooling") == "cls" and getattr(encoder_config, "model_type", None) in STANDARD_TYPES
+    return info.pooling == "cls" and getattr(encoder_config, "model_type", None) in STANDARD_TYPES
 
 
 def _labelled_config(encoder_config: Any, labels: list[str], dropout: float) -> Any:
@@ -37,13 +38,11 @@ def _labelled_config(encoder_config: Any, labels: list[str], dropout: float) -> 
     return config
 
 
-def write_standard(model: Any, tokenizer: Any, labels: list[str], info: dict[str, Any], out: Path) -> None:
+def write_standard(model: Any, tokenizer: Any, labels: list[str], info: ModelInfo, out: Path) -> None:
     """A merged [CLS]-pooled model as a plain BertForSequenceClassification folder."""
     from transformers import BertForSequenceClassification
 
-    hf = BertForSequenceClassification(
-        _labelled_config(model.encoder.config, labels, info.get("dropout", 0.1))
-    )
+    hf = BertForSequenceClassification(_labelled_config(model.encoder.config, labels, info.dropout))
     state = {re.sub(r"^encoder\.", f"{PREFIX}.", k): v for k, v in model.state_dict().items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if "position_ids" not in k]:
@@ -54,7 +53,7 @@ def write_standard(model: Any, tokenizer: Any, labels: list[str], info: dict[str
     tokenizer.save_pretrained(out)
 
 
-def write_remote_code(model: Any, tokenizer: Any, labels: list[str], info: dict[str, Any], out: Path) -> None:
+def write_remote_code(model: Any, tokenizer: Any, labels: list[str], info: ModelInfo, out: Path) -> None:
     """A merged mean-pooled model as a transformers folder with its modeling code (remote code)."""
     import torch  # noqa: F401  (safetensors.torch needs it)
     from safetensors.torch import save_file
@@ -73,8 +72,8 @@ def write_remote_code(model: Any, tokenizer: Any, labels: list[str], info: dict[
         },
         "intentlab_remote_code": "mean pooling is not a built-in transformers head: loading runs modeling_intentlab.py",
         "encoder": enc,
-        "pooling": info["pooling"],
-        "classifier_dropout": info.get("dropout", 0.1),
+        "pooling": info.pooling,
+        "classifier_dropout": info.dropout,
         "id2label": dict(enumerate(labels)),
         "label2id": {label: i for i, label in enumerate(labels)},
     }
@@ -98,7 +97,7 @@ def load_transformers(folder: Path, remote_code: bool) -> Any:
     return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False).eval()
 
 
-def write_standard_adapter(run_model: Path, info: dict[str, Any], base_id: str, out: Path) -> None:
+def write_standard_adapter(run_model: Path, info: ModelInfo, base_id: str, out: Path) -> None:
     """The run's peft adapter rewritten for BertForSequenceClassification: task_type SEQ_CLS, standard
     module paths, and the base model's hub id."""
     from safetensors.torch import load_file, save_file

@@ -132,7 +132,7 @@ def forward_batches(
         f = pooled.float().cpu().numpy() if features and pooled is not None else None
         return logits.float().cpu().numpy(), f
 
-    from intentlab.models.classifier import inference_attention
+    from intentlab.models.speed import inference_attention
 
     was_training = getattr(model, "training", False)
     model.eval()
@@ -162,7 +162,7 @@ class TorchBackend:
         self.placement = placement or Placement.for_this_machine()
         self.model = model.to(self.placement.device)
         if self.placement.bf16:  # the backend owns the model: cast its weights once, not every forward
-            from intentlab.models.classifier import bf16_inference_weights
+            from intentlab.models.speed import bf16_inference_weights
 
             bf16_inference_weights(self.model)
         self.tokenizer = tokenizer

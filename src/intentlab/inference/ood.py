@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
+from intentlab.runs.files import OOD
 
 SCORERS = ("msp", "energy", "mahalanobis", "knn")
 FEATURE_SCORERS = ("mahalanobis", "knn")
 DEFAULT_SCORER = "mahalanobis"  # best AUROC in DESIGN.md's measurements; used when validation has no OOS rows
 FORMAT = "intentlab.ood/1"
-FOLDER = "ood"
 
 
 @dataclass
@@ -167,14 +167,13 @@ def choose(
 
 
 # ----------------------------------------------------------------------------- storage
-def save(state: OodState, run: Path, summary: dict[str, Any]) -> None:
-    """Write RUN/ood/ood.json and state.safetensors (atomically, file by file)."""
+def save(state: OodState, folder: Path, summary: dict[str, Any]) -> None:
+    """Write ood.json and state.safetensors into `folder` (the run writer's temporary `ood/`)."""
     from safetensors.numpy import save_file
 
     from intentlab.folders import write_json_atomic
 
-    folder = run / FOLDER
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     arrays = {
         k: np.ascontiguousarray(v, dtype=np.float32)
         for k, v in (
@@ -184,9 +183,7 @@ def save(state: OodState, run: Path, summary: dict[str, Any]) -> None:
         )
         if v is not None
     }
-    tmp = folder / ".state.safetensors.tmp"
-    save_file(arrays or {"empty": np.zeros(1, dtype=np.float32)}, str(tmp))
-    tmp.replace(folder / "state.safetensors")
+    save_file(arrays or {"empty": np.zeros(1, dtype=np.float32)}, str(folder / "state.safetensors"))
     meta = {k: v for k, v in asdict(state).items() if k not in ("class_means", "precision", "train_features")}
     write_json_atomic(folder / "ood.json", {"format": FORMAT, **meta, "summary": summary})
 
@@ -196,7 +193,7 @@ def load(run: Path, num_labels: int) -> OodState | None:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    folder = run / FOLDER
+    folder = run / OOD
     if not (folder / "ood.json").is_file():
         return None
     bad = UserError(f"{folder} is corrupt. Refit it: intentlab ood {run}.")

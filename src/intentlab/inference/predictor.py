@@ -1,7 +1,5 @@
-"""Prediction from a run folder: `Predictor.from_run(path)` loads tokenizer, labels and weights once.
-
-    p = Predictor.from_run("runs/lora")
-    p.predict(["I lost my card"], top_k=3)   # [[("lost_or_stolen_card", 0.97), ...]]
+"""Prediction from an opened run: `Predictor` (what `inference/opener.open_run` returns) and its
+`Decider`, the one place that applies the fitted temperature, top-k and the out-of-scope decision.
 
 `predict_file()` streams a CSV/JSONL file through it. Inference goes through the one path of
 `inference/engine.py`; a TF-IDF baseline run is a second backend behind the same interface.
@@ -13,16 +11,19 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from intentlab.errors import UserError
-from intentlab.inference.engine import Backend, Outputs, Placement, TorchBackend, softmax
+from intentlab.inference.engine import Backend, Outputs, softmax
 from intentlab.inference.engine import top_k as top_pairs
 from intentlab.inference.ood import FEATURE_SCORERS, OodState
-from intentlab.models.methods import TFIDF
-from intentlab.runs import read_config
+
+if TYPE_CHECKING:
+    from intentlab.models.storage import Storage
+    from intentlab.runs.model_info import ModelInfo
+    from intentlab.runs.record import RunResult
 
 
 @dataclass
@@ -91,56 +92,26 @@ class Decider:
 
 
 class Predictor:
-    """A loaded run: labels, run info, an inference backend and its decider."""
+    """An opened run (`inference/opener.py`): labels, its model description and record, an inference
+    backend and its decider."""
 
     def __init__(
-        self, backend: Backend, labels: list[str], info: dict[str, Any], ood: OodState | None = None
+        self,
+        backend: Backend,
+        labels: list[str],
+        info: ModelInfo,
+        ood: OodState | None = None,
+        result: RunResult | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.backend = backend
         self.labels = labels
         self.info = info
+        self.result = result  # None for an export folder without the run's record
+        self.storage = storage
         self.decider = Decider(labels, ood)
         # False for SVM margins: a softmax of them ranks intents but is no probability (no loss either)
         self.probabilistic = not getattr(backend, "margins", False)
-
-    @classmethod
-    def from_run(
-        cls,
-        run: str | Path,
-        bf16: bool | None = None,
-        device: str | None = None,
-        batch_size: int | None = None,
-        ood: bool = True,
-    ) -> Predictor:
-        """Load a run folder (with its out-of-scope scorer and temperature, unless `ood` is False).
-        Precision: bf16 only where the run was trained in bf16 (or `bf16` asks for it) and this machine
-        runs it fast; otherwise fp32."""
-        from intentlab.inference.ood import load as load_ood
-        from intentlab.models.classifier import quiet_transformers
-
-        quiet_transformers()
-        run = Path(run)
-        if not run.exists():
-            raise UserError(f"run folder {run} not found. Pass a folder written by `intentlab train`.")
-        from intentlab.models.io import load_model, model_folder, read_model_info
-
-        folder = model_folder(run)
-        info, labels = read_model_info(folder)
-        state = load_ood(folder.parent, len(labels)) if ood else None
-        if info["weights"] == TFIDF:
-            return cls(BaselineBackend(folder, labels), labels, info, state)
-        loaded = load_model(run)
-        if bf16 is None:
-            bf16 = bool(read_config(run).bf16)
-        placement = Placement.for_this_machine(device, bf16=bf16)
-        backend = TorchBackend(
-            loaded.model,
-            loaded.tokenizer,
-            int(loaded.info.get("max_length", 128)),
-            placement,
-            **({"batch_size": batch_size} if batch_size else {}),
-        )
-        return cls(backend, loaded.labels, loaded.info, state)
 
     @property
     def ood(self) -> OodState | None:

@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
+from intentlab.runs.model_info import LEGACY_PICKLE, legacy_pickle
 
 FORMAT = "intentlab.tfidf-linearsvc/1"
 NAME = "tfidf-word1-2+char2-5-linearsvc"
 VOCAB_FILE = "tfidf.json"
 ARRAYS_FILE = "tfidf.safetensors"
-LEGACY_PICKLE = "baseline.pkl"
 
 
-def make_pipeline(seed: int = 0) -> Any:
-    """Word 1-2-grams and character 2-5-grams (TF-IDF, sublinear), then a linear SVM (C=0.5)."""
+def make_pipeline(seed: int = 0, c: float = 0.5) -> Any:
+    """Word 1-2-grams and character 2-5-grams (TF-IDF, sublinear), then a linear SVM (regularisation C)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline as sk_pipeline
     from sklearn.pipeline import make_union
@@ -40,7 +40,7 @@ def make_pipeline(seed: int = 0) -> Any:
         TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True),
         TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, lowercase=True),
     )
-    return sk_pipeline(features, LinearSVC(C=0.5, random_state=seed))
+    return sk_pipeline(features, LinearSVC(C=c, random_state=seed))
 
 
 def margins(pipe: Any, texts: list[str]) -> np.ndarray:
@@ -99,11 +99,7 @@ def load(folder: Path, labels: list[str]) -> Any:
     from safetensors.numpy import load_file
 
     if (folder / LEGACY_PICKLE).is_file() and not (folder / VOCAB_FILE).is_file():
-        raise UserError(
-            f"{folder.parent} is a baseline run saved as a pickle by an older intentlab; pickles can run code, "
-            f"so it is not loaded. Train it again (seconds): intentlab train --config {folder.parent}/config.yaml "
-            "--out NEW_RUN."
-        )
+        raise legacy_pickle(folder)
     try:
         vocabs = _check_vocab(folder, json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8")))
         arrays = load_file(str(folder / ARRAYS_FILE))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from intentlab.models import methods as M
+from intentlab import methods as M
 from intentlab.reporting.plots import _pyplot
 from intentlab.reporting.summary import DDOF
 

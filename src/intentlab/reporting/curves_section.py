@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from intentlab.models import methods as M
+from intentlab import methods as M
 from intentlab.reporting.charts import _save, colours
 from intentlab.reporting.document import Doc
 from intentlab.reporting.load import RunRecord, size_key

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from intentlab.models import methods as M
+from intentlab import methods as M
 from intentlab.reporting.stats import PairedResult
 from intentlab.reporting.summary import representatives, variant_pairs
 

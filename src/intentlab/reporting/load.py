@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from intentlab import methods as M
 from intentlab.errors import UserError
-from intentlab.models import methods as M
 from intentlab.runs import CONFIG, PREDICTIONS, RESULT, RunResult, load_result
 
 

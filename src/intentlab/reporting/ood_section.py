@@ -11,17 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from intentlab.models import methods as M
+from intentlab import methods as M
 from intentlab.reporting import ood_charts
 from intentlab.reporting.document import Doc
 from intentlab.reporting.load import RunRecord
 from intentlab.reporting.stats import compare_predictions
 from intentlab.reporting.summary import fmt, mean_std
+from intentlab.runs.files import OOD, OOD_DECISIONS
 
 
 def decisions(run: RunRecord, scorer: str) -> tuple[list[int], list[int]] | None:
     """(true ids with -1 for out-of-scope, decided ids with -1 for rejected) on the test split."""
-    path = run.path / "ood" / "test_decisions.json"
+    path = run.path / OOD / OOD_DECISIONS
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         y, d = data["y_true"], data["decisions"][scorer]
@@ -38,7 +39,7 @@ def decisions(run: RunRecord, scorer: str) -> tuple[list[int], list[int]] | None
 
 def _best_scorer(runs: list[RunRecord]) -> str:
     """The scorer the method's runs chose most often (ties: the first seed's)."""
-    chosen = [r.result.ood["chosen"] for r in runs]  # type: ignore[index]
+    chosen = [r.result.ood.chosen for r in runs if r.result.ood]
     return max(chosen, key=lambda s: (chosen.count(s), s == chosen[0]))
 
 
@@ -50,8 +51,9 @@ def summarize(groups: dict[str, list[RunRecord]]) -> list[dict[str, Any]]:
         if not with_ood:
             continue
         chosen = _best_scorer(with_ood)
-        for scorer in with_ood[0].result.ood["scorers"]:  # type: ignore[index]
-            per = [r.result.ood["scorers"][scorer] for r in with_ood if scorer in r.result.ood["scorers"]]  # type: ignore[index]
+        summaries = [r.result.ood for r in with_ood if r.result.ood]
+        for scorer in summaries[0].scorers:
+            per = [s.scorers[scorer] for s in summaries if scorer in s.scorers]
             row: dict[str, Any] = {
                 "name": name,
                 "method": with_ood[0].method,
@@ -89,12 +91,11 @@ def section(doc: Doc, groups: dict[str, list[RunRecord]], analysis: dict[str, An
         return
     rows = analysis["rows"]
     doc.h("Out-of-scope detection")
-    first = next(r for g in groups.values() for r in g if r.result.ood)
-    ood = first.result.ood or {}
+    ood = next(r.result.ood for g in groups.values() for r in g if r.result.ood)
     names = sorted({k.split(":")[0] for r in rows for k in r if ":" in k})
     doc.p(
-        f"Scorers are fitted on the training split, thresholds on validation ({ood.get('rule', '')}); every number "
-        f"is on the test split ({ood.get('oos_rows', {}).get('test', 0)} out-of-scope texts"
+        f"Scorers are fitted on the training split, thresholds on validation ({ood.rule}); every number "
+        f"is on the test split ({ood.oos_rows.get('test', 0)} out-of-scope texts"
         + (f", grouped by {', '.join(names)}" if names else "")
         + "). AUROC and FPR at 95% in-scope recall do not depend on the threshold; recall and in-scope accuracy "
         "with rejection are at the validation-picked threshold. **Bold**: the scorer each method uses."
@@ -169,19 +170,18 @@ def _table(rows: list[dict[str, Any]], groups: list[str]) -> tuple[list[str], li
 def _charts(doc: Doc, groups: dict[str, list[RunRecord]], figs: Path) -> None:
     curves, trade, cal = {}, {}, {}
     for name, runs in groups.items():
-        run = next((r for r in runs if r.result.ood), None)
-        if run is None:
+        ood = next((r.result.ood for r in runs if r.result.ood), None)
+        if ood is None:
             continue
-        ood = run.result.ood
-        chosen = ood["scorers"][_best_scorer([r for r in runs if r.result.ood])]  # type: ignore[index]
+        chosen = ood.scorers[_best_scorer(runs)]
         if "groups" in chosen:
             curves[name] = {g: v["roc"] for g, v in chosen["groups"].items()}
         elif "roc" in chosen:
             curves[name] = {"out-of-scope": chosen["roc"]}
         if "tradeoff" in chosen:
             trade[name] = chosen["tradeoff"]
-        if ood.get("probabilistic", True):
-            cal[name] = ood["calibration"]
+        if ood.probabilistic:
+            cal[name] = ood.calibration
     if curves:
         doc.img(ood_charts.roc_by_group(curves, figs / "ood_roc.png"), "ROC curves by out-of-scope group")
     if trade:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from intentlab import methods as M
 from intentlab.errors import UserError
-from intentlab.folders import RUN_MARKER, FolderLock, check_folder_path
-from intentlab.models import methods as M
+from intentlab.folders import FolderLock, check_folder_path
 from intentlab.reporting import charts, curves_section, ood_section
 from intentlab.reporting.document import Doc
 from intentlab.reporting.findings import findings, ood_findings
@@ -31,6 +31,7 @@ from intentlab.reporting.summary import (
     summary_table,
     tests_table,
 )
+from intentlab.runs.files import RUN_MARKER
 
 # what a report writes into its folder (which may hold other things: docs/results keeps runs/ there)
 REPORT_ENTRIES = ("report.md", "report.html", "summary.json", "charts")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from intentlab.models import methods as M
+from intentlab import methods as M
 from intentlab.reporting.load import RunRecord
 from intentlab.reporting.stats import PairedResult, compare_predictions
 

@@ -18,7 +18,6 @@ import os
 import secrets
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from intentlab.hardware import usable_cores
 from intentlab.serving.batcher import AdapterGone, Batcher
 from intentlab.serving.http import BodyLimit, listening_socket, server_config
 from intentlab.serving.registry import NAME_RE, Registry
+from intentlab.serving.runtime import Limits
 
 
 class PredictRequest(BaseModel):
@@ -56,19 +56,6 @@ class LoadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr = Field(..., description="adapter name: 1-64 letters, digits, '.', '_' or '-'")
     run: StrictStr = Field(..., description="run folder, inside the server's runs root")
-
-
-@dataclass
-class Limits:
-    max_texts: int = 64
-    max_chars: int = 2000
-    max_body_bytes: int = 256 * 1024
-    max_top_k: int = 20
-    batch_wait_ms: float = 0.0  # continuous batching: requests queued during a batch form the next
-    max_batch_texts: int = 256
-    parallel_batches: int = 1  # onnxruntime only: batches run at once, the CPU cores shared between them
-    body_timeout_s: float = 10.0  # total time to send a request body
-    header_timeout_s: float = 10.0  # time to send the request line and headers
 
 
 def _reject_constant(name: str) -> Any:
@@ -115,7 +102,7 @@ def create_app(
     """The FastAPI app serving `runs` (named after their folders unless `names` is given); with
     `backend="onnxruntime"` they are export folders served from their ONNX models. `threads`: torch's
     threads on the model thread (None: torch's own setting)."""
-    from intentlab.models.classifier import quiet_transformers
+    from intentlab.models.loading import quiet_transformers
 
     quiet_transformers()
     limits = limits or Limits()

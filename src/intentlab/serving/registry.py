@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from intentlab.errors import UserError
-from intentlab.inference.engine import Outputs, Placement, TorchBackend
+from intentlab.inference.engine import Outputs, TorchBackend
 from intentlab.inference.predictor import Decider
-from intentlab.models.classifier import bf16_inference_weights
-from intentlab.models.io import encoder_options
-from intentlab.models.methods import ADAPTER
-from intentlab.runs import RunResult
+from intentlab.models.adapters import recorded_encoder_options
+from intentlab.models.speed import bf16_inference_weights
+from intentlab.runs.files import MODEL
+from intentlab.runs.model_info import ModelInfo
+from intentlab.runs.record import RunResult, load_result
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -66,7 +67,7 @@ class SharedAdapterView(nn.Module):
 class Entry:
     name: str
     run: Path
-    info: dict[str, Any]
+    info: ModelInfo
     labels: list[str]
     result: RunResult | None  # None for an export folder (it carries its card, not the run record)
     shared_key: tuple[str, ...] | None  # set for adapters on a shared base
@@ -79,12 +80,12 @@ class Entry:
         test = self.result.test if self.result else None
         return {
             "name": self.name,
-            "method": self.info["method"],
-            "base_model": self.info["base_model"],
+            "method": self.info.method,
+            "base_model": self.info.base_model,
             "backend": type(self.backend).__name__,
             "dataset": run.data if run else None,
             "num_labels": len(self.labels),
-            "pooling": self.info["pooling"],
+            "pooling": self.info.pooling,
             "shares_base": self.shared_key is not None,
             "out_of_scope": None
             if self.decider.ood is None
@@ -121,22 +122,14 @@ class Registry:
         self.device = device
         self.lock = threading.RLock()
 
-    def _placement(self, run: Path) -> Placement:
-        from intentlab.runs import read_config
-
-        bf16 = self.bf16 if self.bf16 is not None else bool(read_config(run).bf16)
-        return Placement.for_this_machine(self.device, bf16=bf16)
-
-    @staticmethod
-    def _backend(
-        model: nn.Module, tokenizer: Any, info: dict[str, Any], placement: Placement
-    ) -> TorchBackend:
-        return TorchBackend(model, tokenizer, int(info.get("max_length", 128)), placement)
-
     # ------------------------------------------------------------------ loading
     def load(self, name: str, run: str | Path) -> Entry:
-        from intentlab.models.io import load_model, read_model_info
-        from intentlab.runs import load_result
+        """Open `run` (the one opener, `inference/opener.py`) as adapter `name`: an adapter run joins
+        the shared base of its kind; every other run, and any ONNX export, is its own model."""
+        from intentlab.inference.opener import open_run
+        from intentlab.models.io import model_folder, not_an_encoder_run
+        from intentlab.models.storage import storage
+        from intentlab.runs.model_info import read_model_info
 
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise UserError(f"adapter name {name!r} is invalid. Use 1-64 letters, digits, '.', '_' or '-'.")
@@ -144,36 +137,41 @@ class Registry:
         with self.lock:
             if name in self.entries:
                 raise UserError(f"adapter {name!r} is already loaded. Unload it first or pick another name.")
-            if self.backend == "onnxruntime":
-                self.entries[name] = self._load_onnx(name, run)
-                return self.entries[name]
-            result = load_result(run)
-            folder = run / "model"
-            info, labels = read_model_info(folder)
-            if info["weights"] != ADAPTER:
-                loaded = load_model(run)
-                backend = self._backend(loaded.model, loaded.tokenizer, info, self._placement(run))
-                entry = Entry(name, run, info, labels, result, None, backend, self._decider(run, labels))
+            shared = False
+            if self.backend != "onnxruntime":
+                load_result(run)  # a finished run: refuses incomplete or foreign folders first
+                kind = storage(read_model_info(model_folder(run))[0].weights)
+                if not kind.encoder:  # the batcher feeds token ids: a TF-IDF run reads texts
+                    raise not_an_encoder_run(run)
+                shared = kind.shares_base
+            if shared:
+                entry = self._load_adapter(name, run)
             else:
-                entry = self._load_adapter(name, run, folder, info, labels, result)
+                p = open_run(
+                    run,
+                    bf16=self.bf16,
+                    device=self.device,
+                    backend=self.backend,
+                    onnx_file=self.onnx_file,
+                    onnx_threads=self.onnx_threads,
+                )
+                entry = Entry(name, run, p.info, p.labels, p.result, None, p.backend, p.decider)
             self.entries[name] = entry
             return entry
 
-    def _load_adapter(
-        self,
-        name: str,
-        run: Path,
-        folder: Path,
-        info: dict[str, Any],
-        labels: list[str],
-        result: RunResult,
-    ) -> Entry:
+    def _load_adapter(self, name: str, run: Path) -> Entry:
         from peft import PeftConfig
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from intentlab.models.classifier import load_tokenizer
+        from intentlab.inference.ood import load as load_ood
+        from intentlab.inference.opener import placement_for
+        from intentlab.models.loading import load_tokenizer
+        from intentlab.runs.model_info import read_model_info
 
+        folder = run / MODEL
+        info, labels = read_model_info(folder)
+        result = load_result(run)
         try:
             config = PeftConfig.from_pretrained(str(folder / "adapter"))
             state = load_file(folder / "adapter" / "adapter_model.safetensors")
@@ -181,6 +179,7 @@ class Registry:
             raise UserError(
                 f"adapter files of {run} are missing or corrupt ({type(e).__name__}). Train the run again."
             ) from None
+        decider = Decider(labels, load_ood(run, len(labels)))  # before the base changes: it may be corrupt
         head_state = {k: v for k, v in state.items() if ".classifier." in k or ".pooler." in k}
         adapter_state = {k: v for k, v in state.items() if k not in head_state}
         config = copy.deepcopy(config)
@@ -189,12 +188,12 @@ class Registry:
         config.inference_mode = True
         # a base holds its weights in bf16 for bf16 placements (`bf16_inference_weights`): not shareable
         # with adapters run in fp32
-        placement = self._placement(run)
+        placement = placement_for(run, self.bf16, self.device)
         key = (
-            info["base_model"],
-            info["pooling"],
+            info.base_model,
+            info.pooling,
             str(config.peft_type),
-            str(sorted(encoder_options(info))),
+            str(sorted(recorded_encoder_options(info))),
             "bf16" if placement.bf16 else "fp32",
         )
         base = self.bases.get(key)
@@ -204,69 +203,33 @@ class Registry:
             if placement.bf16:
                 bf16_inference_weights(base)
             head = self._head(base, labels, head_state)
-            view = SharedAdapterView(base, peft_name(name), head, info["pooling"])
-            backend = self._backend(view, load_tokenizer(str(folder)), info, placement)
+            view = SharedAdapterView(base, peft_name(name), head, info.pooling)
+            backend = TorchBackend(view, load_tokenizer(str(folder)), info.max_length, placement)
         except Exception as e:
             if shared and peft_name(name) in base.peft_config:
                 base.delete_adapter(peft_name(name))  # leave the shared base exactly as it was
             if isinstance(e, UserError):
                 raise
             raise UserError(
-                f"adapter of {run} could not be loaded onto base {info['base_model']!r} "
+                f"adapter of {run} could not be loaded onto base {info.base_model!r} "
                 f"({type(e).__name__}: {str(e)[:120]}). Check the run."
             ) from None
-        decider = self._decider(run, labels)
         self.bases[key] = base
         return Entry(name, run, info, labels, result, key, backend, decider)
 
-    def _load_onnx(self, name: str, folder: Path) -> Entry:
-        """An `intentlab export --onnx` folder on ONNX Runtime: int8 when it has one, else fp32."""
-        from intentlab.deploy.onnx import FP32, INT8
-        from intentlab.inference.onnx import OnnxBackend
-        from intentlab.models.classifier import load_tokenizer
-        from intentlab.models.io import read_model_info
-        from intentlab.runs import RESULT, load_result
-
-        candidates = [self.onnx_file] if self.onnx_file else [INT8, FP32]
-        path = next((folder / c for c in candidates if (folder / c).is_file()), None)
-        if path is None and (folder / "model").is_dir():  # a run folder, not an export of one
-            raise UserError(
-                f"{folder} is a run folder; --backend onnxruntime serves an export of it. Make one: "
-                f"intentlab export {folder} --out EXPORT --merge --onnx [--quantize int8], then serve EXPORT."
-            )
-        if path is None:
-            raise UserError(
-                f"{folder} has no {' or '.join(candidates)}. Export the run first: "
-                f"intentlab export RUN --out {folder} --merge --onnx [--quantize int8]."
-            )
-        info, labels = read_model_info(folder)
-        backend = OnnxBackend(  # no spinning: idle ORT threads would take the CPU from the HTTP side
-            path,
-            load_tokenizer(str(folder)),
-            int(info.get("max_length", 128)),
-            threads=self.onnx_threads,
-            spinning=False,
-        )
-        result = load_result(folder) if (folder / RESULT).is_file() else None
-        return Entry(name, folder, info, labels, result, None, backend, self._decider(folder, labels))
-
     @staticmethod
-    def _decider(run: Path, labels: list[str]) -> Decider:
-        from intentlab.inference.ood import load as load_ood
-
-        return Decider(labels, load_ood(run, len(labels)))
-
-    @staticmethod
-    def _attach(base: Any, name: str, config: Any, info: dict[str, Any], state: dict[str, Any]) -> Any:
+    def _attach(base: Any, name: str, config: Any, info: ModelInfo, state: dict[str, Any]) -> Any:
         """Add adapter `name` to `base` (or create the shared base with it) and load its weights."""
         from peft import get_peft_model, set_peft_model_state_dict
 
-        from intentlab.models.classifier import IntentClassifier, load_encoder, no_adapter_input_casts
+        from intentlab.models.classifier import IntentClassifier
+        from intentlab.models.loading import load_encoder
+        from intentlab.models.speed import no_adapter_input_casts
 
         if base is None:
-            encoder = load_encoder(info["base_model"], info["pooling"], **encoder_options(info))
-            shell = IntentClassifier(encoder, num_labels=1, pooling=info["pooling"], dropout=0.0)
-            shell.name_or_path = info["base_model"]
+            encoder = load_encoder(info.base_model, info.pooling, **recorded_encoder_options(info))
+            shell = IntentClassifier(encoder, num_labels=1, pooling=info.pooling, dropout=0.0)
+            shell.name_or_path = info.base_model
             base = get_peft_model(shell, config, adapter_name=peft_name(name))
         else:
             base.add_adapter(peft_name(name), config)

@@ -20,17 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from intentlab.errors import UserError
+from intentlab.runs.files import CHECKPOINT
 
 if TYPE_CHECKING:
     import torch
-
-CHECKPOINT = "checkpoint"
-
-
-class Interrupted(Exception):
-    """Training stopped on a signal after writing a checkpoint."""
-
-    exit_code = 130
 
 
 class StopFlag:

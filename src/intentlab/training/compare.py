@@ -18,32 +18,17 @@ A plan file:
 
 from __future__ import annotations
 
-import contextlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from intentlab import config as C
+from intentlab import methods as M
 from intentlab.errors import UserError
-from intentlab.folders import RUN_MARKER, FolderLock, check_folder_path
-from intentlab.models import methods as M
-from intentlab.runs import RunResult, is_complete, load_result
-from intentlab.training.checkpoint import CHECKPOINT, Interrupted
-
-
-@dataclass
-class Cell:
-    name: str
-    seed: int
-    cfg: C.Config
-
-    def path(self, out: Path) -> Path:
-        """OUT/<name>/seed-<n>; a train-size cell: OUT/<name>/size-<size>/seed-<n> (whole data keeps the
-        plain path, so a learning curve reuses a finished comparison's runs)."""
-        size = C.parse_train_size(self.cfg.train_size)
-        folder = out / self.name if size is None else out / self.name / f"size-{self.cfg.train_size}"
-        return folder / f"seed-{self.seed}"
+from intentlab.folders import FolderLock, check_folder_path
+from intentlab.runs.files import RUN_MARKER
+from intentlab.runs.record import is_complete
+from intentlab.training.cells import Cell, run_cell, tag
 
 
 def parse_sizes(text: Any, option: str = "--train-sizes") -> list[str | None]:
@@ -203,44 +188,6 @@ def _eta(left: list[Cell], seconds: dict[str, list[float]]) -> str:
     return f" (~{total / 60:.0f} min)"
 
 
-def _die_with_parent() -> None:
-    """In a cell's process: get SIGTERM when compare dies, even by SIGKILL (Linux prctl), so no cell
-    keeps training unwatched; SIGTERM makes the cell checkpoint and stop."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _run_cell(cell: Cell, path: Path) -> RunResult:
-    """Train one cell in its own process: its memory peak and wall time are its own, and a crash in one
-    cell cannot take the matrix down. An interrupted cell with a checkpoint is resumed."""
-    import subprocess
-    import sys
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="intentlab-cell-") as tmp:
-        if (path / CHECKPOINT).is_dir():
-            args = ["train", "--resume", str(path)]
-        else:
-            cfg_file = Path(tmp) / "config.yaml"
-            cfg_file.write_text(cell.cfg.to_yaml(), encoding="utf-8")
-            args = ["train", "--config", str(cfg_file), "--out", str(path)]
-            args += ["--overwrite"] if path.exists() else []
-        code = subprocess.run(
-            [sys.executable, "-m", "intentlab", *args], preexec_fn=_die_with_parent
-        ).returncode
-    if code == 130:
-        raise Interrupted(f"compare stopped in cell {tag(cell)}. Run the same command to continue.")
-    if code != 0 or not is_complete(path):
-        raise UserError(
-            f"cell {tag(cell)} failed (exit {code}); its error is printed above. "
-            "Fix it and run the same compare command to continue."
-        )
-    return load_result(path)
-
-
 def run_compare(
     out: str | Path,
     cells: list[Cell],
@@ -253,6 +200,9 @@ def run_compare(
     """Train every unfinished cell, printing progress across the whole matrix: one after another in
     local processes, or as Ray tasks on a local or existing cluster (`executor="ray"`). One compare per
     OUT at a time (a lock); each cell's run folder has its own lock too, so no cell runs twice at once."""
+    from intentlab.training.executors import check_executor
+
+    check_executor(executor, address, cell_cpus, cell_gpus)
     out = Path(out)
     check_folder_path(out)
     with FolderLock(out).acquire(f"compare folder {out}"):
@@ -274,7 +224,7 @@ def run_compare(
             from intentlab.reporting.report import build_report
 
             build_report([out], out / "report")
-            print(f"report: {out / 'report' / 'report.md'} and report.html", flush=True)
+            print(f"report: {out / 'report' / 'report.md'} and {out / 'report' / 'report.html'}", flush=True)
     return [c.path(out) for c in cells]
 
 
@@ -332,11 +282,6 @@ def _resolved_in_training(key: str, planned: Any, recorded: dict[str, Any]) -> b
     return False
 
 
-def tag(cell: Cell) -> str:
-    size = f" size {cell.cfg.train_size}" if cell.cfg.train_size else ""
-    return f"{cell.name}{size} seed {cell.seed}"
-
-
 def _run_local(out: Path, cells: list[Cell]) -> None:
     seconds: dict[str, list[float]] = {}  # per method, for the time estimate
     for i, cell in enumerate(cells, 1):
@@ -347,7 +292,7 @@ def _run_local(out: Path, cells: list[Cell]) -> None:
             continue
         print(f"{where}: training ...", flush=True)
         t0 = time.perf_counter()
-        result = _run_cell(cell, path)
+        result = run_cell(cell, path)
         seconds.setdefault(cell.cfg.method, []).append(time.perf_counter() - t0)
         left = [c for c in cells[i:] if not is_complete(c.path(out))]
         print(

@@ -2,7 +2,7 @@
 
     intentlab compare --plan PLAN --out /shared/runs/study --executor ray --address ray://head:10001
 
-Every task runs the same `intentlab train` process a local compare runs (see compare._run_cell), with
+Every task runs the same `intentlab train` process a local compare runs (see cells.run_cell), with
 its CPU/GPU needs declared to Ray, writing into OUT on a path every node sees. Finished cells are
 skipped before submission; a task whose worker dies is retried by Ray and resumes from the cell's last
 checkpoint; and the run folder's lock means a cell never trains twice at once, whoever starts it.
@@ -15,6 +15,20 @@ from typing import Any
 
 from intentlab.errors import UserError
 
+EXECUTORS = ("local", "ray")
+
+
+def check_executor(executor: str, address: str | None, cpus: int, gpus: float) -> None:
+    """The executor's options, checked before any cell starts (a missing Ray is a one-line error too)."""
+    if executor not in EXECUTORS:
+        raise UserError(f"--executor {executor!r} is not one of {', '.join(EXECUTORS)}.")
+    if executor != "ray" and (address or gpus):
+        raise UserError("--address and --cell-gpus go with --executor ray.")
+    if cpus < 1 or gpus < 0:
+        raise UserError("--cell-cpus must be at least 1 and --cell-gpus at least 0.")
+    if executor == "ray":
+        import_ray()
+
 
 def import_ray() -> Any:
     try:
@@ -26,9 +40,9 @@ def import_ray() -> Any:
 
 def cell_task(cell: Any, path: str) -> dict[str, Any]:
     """What runs on a Ray worker: the cell's training process; returns its record as a dict."""
-    from intentlab.training.compare import _run_cell
+    from intentlab.training.cells import run_cell
 
-    return _run_cell(cell, Path(path)).to_dict()
+    return run_cell(cell, Path(path)).to_dict()
 
 
 def connect(ray: Any, address: str | None) -> None:
@@ -47,8 +61,8 @@ def connect(ray: Any, address: str | None) -> None:
 
 def run_ray(out: Path, cells: list[Any], address: str | None, cpus: int, gpus: float) -> None:
     """Submit every unfinished cell as a task and report them as they finish."""
-    from intentlab.folders import is_complete
-    from intentlab.training.compare import tag
+    from intentlab.runs.record import is_complete
+    from intentlab.training.cells import tag
 
     ray = import_ray()
     connect(ray, address)

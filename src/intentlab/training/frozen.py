@@ -19,7 +19,8 @@ from torch import nn
 from intentlab.config import Config
 from intentlab.data.batching import Collator, sorted_batches
 from intentlab.inference.engine import Placement
-from intentlab.models.classifier import classifier_of, encoder_layers, run_layers
+from intentlab.models.classifier import classifier_of
+from intentlab.models.speed import encoder_layers, run_layers
 
 # states are fp32; Banking77's 9,000 training texts, MiniLM: 146 k tokens x 384 x 4 B = 214 MB
 MAX_CACHE_BYTES = 2 << 30

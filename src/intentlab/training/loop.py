@@ -1,16 +1,18 @@
-"""The one training loop, shared by every method (full, lora, dora, ia3, head).
+"""The one training loop, shared by every method the loop trains (full, lora, dora, ia3, adalora, head...).
 
     intentlab train --method lora --out runs/lora
 
-Recipe: setup (data -> tokens -> model -> optimizer, all validated before the run folder is touched)
--> epochs (bucketed batches, bf16 autocast, AdamW with linear warm-up/decay, clipping; validation after
-each epoch; early stopping keeps the best epoch's weights) -> test evaluation -> run folder.
-Devices and processes come from Hugging Face Accelerate, so `accelerate launch` works unchanged.
+Recipe: setup (data -> tokens -> model -> optimizer, all validated before the run folder is touched;
+`training/setup.py` chooses the training regime once: the whole model, frozen lower layers computed
+once, or a frozen encoder's features computed once) -> epochs (bucketed batches, bf16 autocast, AdamW
+with linear warm-up/decay, clipping; validation after each epoch; early stopping keeps the best
+epoch's weights) -> test evaluation -> the run writer (`training/writer.py`). `Loop` holds the run's
+state, so its steps read it instead of passing it along. Devices and processes come from Hugging Face
+Accelerate, so `accelerate launch` works unchanged.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -25,35 +27,15 @@ from tqdm.auto import tqdm
 
 from intentlab import data as D
 from intentlab.config import Config
-from intentlab.errors import UserError
-from intentlab.folders import (
-    FolderLock,
-    OutputDir,
-    recover_replaced,
-    share_modes,
-    write_jsonl_atomic,
-    write_text_atomic,
-)
+from intentlab.errors import Interrupted, UserError
 from intentlab.hardware import default_device_type, fast_bf16, set_torch_threads
 from intentlab.inference.engine import Placement, forward_batches, softmax
 from intentlab.inference.metrics import metrics
-from intentlab.inference.ood_run import fit_run_ood, wants_ood
-from intentlab.models.classifier import load_trainable_state, quiet_transformers, trainable_state
-from intentlab.models.io import save_model
-from intentlab.reporting.plots import training_curves
-from intentlab.runs import (
-    CONFIG,
-    METRICS,
-    RESULT,
-    EpochRow,
-    RunResult,
-    Scores,
-    TrainInfo,
-    provenance,
-    read_config,
-    read_epochs,
-    write_record,
-)
+from intentlab.models.adapters import on_step
+from intentlab.models.build import load_trainable_state, trainable_state
+from intentlab.models.loading import quiet_transformers
+from intentlab.runs.files import CONFIG, RESULT
+from intentlab.runs.record import EpochRow, RunResult, Scores, TrainInfo, read_config, read_epochs
 from intentlab.training import checkpoint as ckpt
 from intentlab.training.measure import (
     length_histogram,
@@ -63,16 +45,18 @@ from intentlab.training.measure import (
     run_info,
     train_accuracy,
 )
+from intentlab.training.provenance import provenance
 from intentlab.training.setup import EpochTable, Setup, make_accelerator
 from intentlab.training.tracking import NullTracker, make_tracker
+from intentlab.training.writer import RunWriter
 
 
 def train(
     cfg: Config,
     out: str | Path,
     overwrite: bool = False,
-    progress: bool = True,
     resume: bool = False,
+    progress: bool = True,
     on_epoch: Callable[[EpochRow], bool] | None = None,
 ) -> RunResult:
     """Train one run into `out` (or continue it from its checkpoint) and return its record.
@@ -86,29 +70,25 @@ def train(
     set_torch_threads(cfg.threads)
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
-    out = Path(out).absolute()
     # every process checks the folder, so all fail together; only the main process locks and writes it
-    run_dir = None if resume else OutputDir(out, overwrite, lock=main)
-    lock = FolderLock(out).acquire(str(out)) if resume and main else None
-    try:
-        if resume and main:
-            for note in recover_replaced(out):
-                print(f"intentlab: {note}", file=sys.stderr)
+    with RunWriter(out, overwrite, resume, main=main) as writer:
         setup = Setup(cfg, accelerator)  # validates data and model before anything is written
-        run_dir = run_dir if main else None
-        if run_dir:
-            run_dir.claim()
+        writer.claim(setup.cfg)
+        if main and not resume:
             D.print_warnings(setup.ds)
         accelerator.wait_for_everyone()
-        result = _run(setup, setup.cfg, accelerator, out, progress, resume, on_epoch, main, run_dir)
-    except BaseException:
-        if run_dir:
-            run_dir.release()
-        raise
-    finally:
-        if lock:
-            lock.release()
-    return result
+        setup.on_epoch = on_epoch
+        name = setup.cfg.name or f"{setup.cfg.method}-seed{setup.cfg.seed}"
+        setup.tracker = (
+            make_tracker(setup.cfg.track, setup.cfg.tracking_uri, writer.out, setup.ds.name, name)
+            if main
+            else NullTracker()
+        )
+        if main and not resume:
+            setup.tracker.params(setup.cfg.to_dict())
+        with ckpt.StopFlag() as stop:
+            Loop(setup, accelerator, writer, progress, stop).run(resume)
+        return writer.finish(setup.cfg, setup.ds)
 
 
 def for_this_machine(cfg: Config) -> Config:
@@ -121,53 +101,6 @@ def for_this_machine(cfg: Config) -> Config:
         # (LoRA 1.39x, full 1.07x); in fp32 it does not, so fp32 keeps transformers' choice
         cfg = cfg.replace(attention="eager")
     return cfg
-
-
-def _run(
-    setup: Setup,
-    cfg: Config,
-    accelerator: Any,
-    out: Path,
-    progress: bool,
-    resume: bool,
-    on_epoch: Callable[[EpochRow], bool] | None,
-    main: bool,
-    run_dir: OutputDir | None,
-) -> RunResult:
-    """Training proper, once the folder is claimed: tracker, config.yaml, the loop; on failure the
-    folder is dropped (or the replaced run put back) unless a checkpoint makes it resumable."""
-    setup.on_epoch = on_epoch
-    name = cfg.name or f"{cfg.method}-seed{cfg.seed}"
-    setup.tracker = (
-        make_tracker(cfg.track, cfg.tracking_uri, out, setup.ds.name, name) if main else NullTracker()
-    )
-    if main and not resume:
-        setup.tracker.params(cfg.to_dict())
-    try:
-        if main and not resume:
-            write_text_atomic(out / CONFIG, cfg.to_yaml())
-        with ckpt.StopFlag() as stop:
-            result = _fit(setup, accelerator, out, progress, stop, resume)
-        if main and wants_ood(cfg, setup.ds):
-            from intentlab.runs import load_result
-
-            fit_run_ood(out, locked=True)  # scorers, thresholds and calibration; the folder is still ours
-            result = load_result(out)
-        if main:
-            from intentlab.deploy.card import write_run_cards
-
-            write_run_cards(out)
-    except ckpt.Interrupted:
-        raise  # the run folder stays, with its checkpoint
-    except BaseException:
-        if run_dir and (run_dir.backup is not None or not (out / ckpt.CHECKPOINT).exists()):
-            run_dir.abort()  # restore what --overwrite replaced; or drop a run with nothing to resume
-        raise
-    if run_dir:
-        run_dir.commit()
-    elif main:
-        share_modes(out)  # a resumed run is finished in place, without an OutputDir to commit
-    return result
 
 
 def resume_config(run: str | Path, flags: dict[str, Any]) -> Config:
@@ -244,8 +177,9 @@ def train_step(
         accelerator.clip_grad_norm_(setup.model.parameters(), setup.cfg.max_grad_norm)
     setup.optimizer.step()
     setup.scheduler.step()
-    if setup.method.on_step is not None:
-        setup.method.on_step(accelerator.unwrap_model(setup.model), global_step)
+    hook = on_step(setup.method)
+    if hook is not None:
+        hook(accelerator.unwrap_model(setup.model), global_step)
     setup.optimizer.zero_grad(set_to_none=True)
     ce = F.cross_entropy(out.logits.detach().float(), batch["labels"], reduction="sum")
     return ce, batch["labels"].shape[0], batch["attention_mask"].numel() if "attention_mask" in batch else 0
@@ -277,157 +211,208 @@ class LoopState:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def _fit(
-    setup: Setup, accelerator: Any, out: Path, progress: bool, stop: ckpt.StopFlag, resume: bool
-) -> RunResult:
-    cfg = setup.cfg
-    main = accelerator.is_main_process
-    table = EpochTable(main and progress)
-    state = LoopState(started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    best_state = None
-    rows: list[EpochRow] = []
-    restored = ckpt.load(accelerator, out) if resume else None
-    if restored:
-        saved, best_state = restored
-        state = LoopState.restore(saved)
-        state.resumed += 1
-        rows = [r for r in read_epochs(out) if r.epoch < state.epoch]
-        if main:
-            tqdm.write(f"resuming {out} at epoch {state.epoch}, step {state.step}")
-    for row in rows:
-        table.row(row)
-    rss_before = rss_mb()
-    real_tokens = sum(len(t) for t in setup.tokens["train"])
-    # a cached-features run's encoder pass (every split, done in Setup) counts as training time
-    fit_start = time.perf_counter() - state.elapsed - setup.encode_seconds
-    while state.epoch <= cfg.epochs and not state.done:
+class Loop:
+    """One run's training: the setup, the accelerator, the writer and the loop's state, held together,
+    so that each step reads them from here."""
+
+    def __init__(
+        self, setup: Setup, accelerator: Any, writer: RunWriter, progress: bool, stop: ckpt.StopFlag
+    ) -> None:
+        self.setup, self.cfg, self.accelerator, self.writer = setup, setup.cfg, accelerator, writer
+        self.out = writer.out
+        self.main = accelerator.is_main_process
+        self.progress = progress
+        self.stop = stop
+        self.state = LoopState(started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights, when not the last
+        self.rows: list[EpochRow] = []
+        self.real_tokens = sum(len(t) for t in setup.tokens["train"])
+        self.fit_start = 0.0
+
+    def run(self, resume: bool) -> None:
+        """Every epoch (from the checkpoint when resuming), then the test evaluation and the record."""
+        table = EpochTable(self.main and self.progress)
+        restored = ckpt.load(self.accelerator, self.out) if resume else None
+        if restored:
+            saved, self.best_state = restored
+            self.state = LoopState.restore(saved)
+            self.state.resumed += 1
+            self.rows = [r for r in read_epochs(self.out) if r.epoch < self.state.epoch]
+            if self.main:
+                tqdm.write(f"resuming {self.out} at epoch {self.state.epoch}, step {self.state.step}")
+        for row in self.rows:
+            table.row(row)
+        rss_before = rss_mb()
+        state = self.state
+        # a cached-features run's encoder pass (every split, done in Setup) counts as training time
+        self.fit_start = time.perf_counter() - state.elapsed - self.setup.encode_seconds
+        while state.epoch <= self.cfg.epochs and not state.done:
+            epoch_start = time.perf_counter() - state.epoch_elapsed
+            loss_total, seen_all = self.train_epoch()
+            row = self.validate(loss_total, seen_all, time.perf_counter() - epoch_start)
+            self.rows.append(row)
+            table.row(row)
+            self.setup.tracker.epoch(row)
+            self.writer.write_epochs(self.rows)
+            self.end_epoch(row)
+        state.elapsed = time.perf_counter() - self.fit_start
+        self.finish(rss_before)
+
+    def evaluate(self, split: str, rows: list[int] | None = None) -> np.ndarray:
+        return _evaluate(self.accelerator, self.setup, split, rows)
+
+    def train_epoch(self) -> tuple[float, int]:
+        """The optimizer steps of one epoch (from `state.step` when resumed mid-epoch); returns the
+        summed training loss and example count over all processes. Writes mid-epoch checkpoints, and a
+        final one when a signal asks to stop."""
+        setup, accelerator, state, cfg = self.setup, self.accelerator, self.state, self.cfg
+        epoch = state.epoch
         epoch_start = time.perf_counter() - state.epoch_elapsed
-        loss_total, seen_all = _train_epoch(
-            setup, accelerator, out, state, best_state, stop, progress, fit_start
+        setup.model.train()
+        setup.sampler.set_epoch(epoch)
+        loss_sum = torch.tensor(state.loss_sum, device=accelerator.device)
+        seen = torch.tensor(float(state.seen), device=accelerator.device)
+        skip = state.step
+        batches = setup.sampler.batches()
+        bar = tqdm(
+            batches[skip:],
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            leave=False,
+            disable=not (self.main and self.progress),
+            initial=skip,
+            total=len(batches),
         )
-        epoch_seconds = time.perf_counter() - epoch_start
-        row = _validate(
-            setup, accelerator, state, loss_total, seen_all, epoch_seconds, fit_start, real_tokens
+        for step, indices in enumerate(bar, start=skip + 1):
+            ce, n, padded = train_step(setup, accelerator, indices, (epoch - 1) * len(batches) + step)
+            loss_sum += ce  # no host sync per step
+            seen += n
+            state.padded += padded
+            if step % 25 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{ce.item() / max(n, 1):.3f}")
+            stopping = _stop_requested(accelerator, self.stop)
+            if stopping or (
+                cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < len(batches)
+            ):
+                state.step, state.loss_sum, state.seen = step, float(loss_sum.item()), int(seen.item())
+                state.elapsed = time.perf_counter() - self.fit_start
+                state.epoch_elapsed = time.perf_counter() - epoch_start
+                ckpt.save(accelerator, self.out, asdict(state), self.best_state)
+                if stopping:
+                    raise Interrupted(
+                        f"stopped at epoch {epoch}, step {step} with a checkpoint. Resume with: intentlab train --resume {self.out}"
+                    )
+        bar.close()
+        loss_total = float(accelerator.reduce(loss_sum, reduction="sum").item())
+        return loss_total, int(accelerator.reduce(seen, reduction="sum").item())
+
+    def validate(self, loss_total: float, seen_all: int, epoch_seconds: float) -> EpochRow:
+        """Score the validation split and make the epoch's row."""
+        setup, state, accelerator = self.setup, self.state, self.accelerator
+        t0 = time.perf_counter()
+        val = metrics(setup.y["validation"], self.evaluate("validation"))
+        return EpochRow(
+            epoch=state.epoch,
+            train_loss=loss_total / max(seen_all, 1),
+            val_loss=val["loss"],
+            val_accuracy=val["accuracy"],
+            val_f1_macro=val["f1_macro"],
+            val_f1_weighted=val["f1_weighted"],
+            epoch_seconds=epoch_seconds,
+            train_examples_per_second=seen_all / epoch_seconds,
+            lr=setup.scheduler.get_last_lr()[0],
+            eval_seconds=time.perf_counter() - t0,
+            elapsed_seconds=time.perf_counter() - self.fit_start,
+            padding_fraction=1 - self.real_tokens / (state.padded * accelerator.num_processes)
+            if state.padded
+            else None,
+            peak_memory_mb=peak_memory_mb(accelerator.device)[0],
         )
-        rows.append(row)
-        table.row(row)
-        setup.tracker.epoch(row)
-        if main:
-            write_jsonl_atomic(out / METRICS, [asdict(r) for r in rows])
-        best_state = _end_epoch(setup, accelerator, out, state, row, best_state, fit_start)
-    state.elapsed = time.perf_counter() - fit_start
-    return _finish(setup, accelerator, out, state, rows, best_state, rss_before, real_tokens)
 
+    def end_epoch(self, row: EpochRow) -> None:
+        """Pruning and early stopping decisions, the best epoch's weights, and the epoch-boundary
+        checkpoint."""
+        setup, state, cfg = self.setup, self.state, self.cfg
+        epoch = state.epoch
+        if setup.on_epoch is not None and setup.on_epoch(row):
+            state.done = state.pruned = True
+        if row.val_accuracy > state.best_acc:
+            state.best_acc, state.best_epoch, state.bad_epochs = row.val_accuracy, epoch, 0
+            # the last epoch's weights are the model's own: no copy needed
+            self.best_state = (
+                trainable_state(self.accelerator.unwrap_model(setup.model)) if epoch < cfg.epochs else None
+            )
+        else:
+            state.bad_epochs += 1
+            state.done = state.done or bool(cfg.patience and state.bad_epochs >= cfg.patience)
+        state.epoch, state.step, state.loss_sum, state.seen, state.padded = epoch + 1, 0, 0.0, 0, 0
+        state.epoch_elapsed, state.elapsed = 0.0, time.perf_counter() - self.fit_start
+        if state.epoch <= cfg.epochs and not state.done:  # resumable from every epoch boundary
+            ckpt.save(self.accelerator, self.out, asdict(state), self.best_state)
 
-def _train_epoch(
-    setup: Setup,
-    accelerator: Any,
-    out: Path,
-    state: LoopState,
-    best_state: dict[str, torch.Tensor] | None,
-    stop: ckpt.StopFlag,
-    progress: bool,
-    fit_start: float,
-) -> tuple[float, int]:
-    """The optimizer steps of one epoch (from `state.step` when resumed mid-epoch); returns the summed
-    training loss and example count over all processes. Writes mid-epoch checkpoints, and a final one
-    when a signal asks to stop."""
-    cfg, epoch = setup.cfg, state.epoch
-    epoch_start = time.perf_counter() - state.epoch_elapsed
-    setup.model.train()
-    setup.sampler.set_epoch(epoch)
-    loss_sum = torch.tensor(state.loss_sum, device=accelerator.device)
-    seen = torch.tensor(float(state.seen), device=accelerator.device)
-    skip = state.step
-    batches = setup.sampler.batches()
-    bar = tqdm(
-        batches[skip:],
-        desc=f"epoch {epoch}/{cfg.epochs}",
-        leave=False,
-        disable=not (accelerator.is_main_process and progress),
-        initial=skip,
-        total=len(batches),
-    )
-    for step, indices in enumerate(bar, start=skip + 1):
-        ce, n, padded = train_step(setup, accelerator, indices, (epoch - 1) * len(batches) + step)
-        loss_sum += ce  # no host sync per step
-        seen += n
-        state.padded += padded
-        if step % 25 == 0 and not bar.disable:
-            bar.set_postfix(loss=f"{ce.item() / max(n, 1):.3f}")
-        stopping = _stop_requested(accelerator, stop)
-        if stopping or (cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < len(batches)):
-            state.step, state.loss_sum, state.seen = step, float(loss_sum.item()), int(seen.item())
-            state.elapsed = time.perf_counter() - fit_start
-            state.epoch_elapsed = time.perf_counter() - epoch_start
-            ckpt.save(accelerator, out, asdict(state), best_state)
-            if stopping:
-                raise ckpt.Interrupted(
-                    f"stopped at epoch {epoch}, step {step} with a checkpoint. Resume with: intentlab train --resume {out}"
-                )
-    bar.close()
-    loss_total = float(accelerator.reduce(loss_sum, reduction="sum").item())
-    return loss_total, int(accelerator.reduce(seen, reduction="sum").item())
-
-
-def _validate(
-    setup: Setup,
-    accelerator: Any,
-    state: LoopState,
-    loss_total: float,
-    seen_all: int,
-    epoch_seconds: float,
-    fit_start: float,
-    real_tokens: int,
-) -> EpochRow:
-    """Score the validation split and make the epoch's row."""
-    t0 = time.perf_counter()
-    val = metrics(setup.y["validation"], _evaluate(accelerator, setup, "validation"))
-    return EpochRow(
-        epoch=state.epoch,
-        train_loss=loss_total / max(seen_all, 1),
-        val_loss=val["loss"],
-        val_accuracy=val["accuracy"],
-        val_f1_macro=val["f1_macro"],
-        val_f1_weighted=val["f1_weighted"],
-        epoch_seconds=epoch_seconds,
-        train_examples_per_second=seen_all / epoch_seconds,
-        lr=setup.scheduler.get_last_lr()[0],
-        eval_seconds=time.perf_counter() - t0,
-        elapsed_seconds=time.perf_counter() - fit_start,
-        padding_fraction=1 - real_tokens / (state.padded * accelerator.num_processes)
-        if state.padded
-        else None,
-        peak_memory_mb=peak_memory_mb(accelerator.device)[0],
-    )
-
-
-def _end_epoch(
-    setup: Setup,
-    accelerator: Any,
-    out: Path,
-    state: LoopState,
-    row: EpochRow,
-    best_state: dict[str, torch.Tensor] | None,
-    fit_start: float,
-) -> dict[str, torch.Tensor] | None:
-    """Pruning and early stopping decisions, the best epoch's weights, and the epoch-boundary
-    checkpoint; returns the (possibly new) best weights."""
-    cfg, epoch = setup.cfg, state.epoch
-    if setup.on_epoch is not None and setup.on_epoch(row):
-        state.done = state.pruned = True
-    if row.val_accuracy > state.best_acc:
-        state.best_acc, state.best_epoch, state.bad_epochs = row.val_accuracy, epoch, 0
-        # the last epoch's weights are the model's own: no copy needed
-        best_state = trainable_state(accelerator.unwrap_model(setup.model)) if epoch < cfg.epochs else None
-    else:
-        state.bad_epochs += 1
-        state.done = state.done or bool(cfg.patience and state.bad_epochs >= cfg.patience)
-    state.epoch, state.step, state.loss_sum, state.seen, state.padded = epoch + 1, 0, 0.0, 0, 0
-    state.epoch_elapsed, state.elapsed = 0.0, time.perf_counter() - fit_start
-    if state.epoch <= cfg.epochs and not state.done:
-        ckpt.save(accelerator, out, asdict(state), best_state)  # resumable from every epoch boundary
-    return best_state
+    def finish(self, rss_before: float) -> None:
+        """Best weights back, test evaluation, then model, plots and the record through the writer."""
+        setup, state, cfg, ds, accelerator = self.setup, self.state, self.cfg, self.setup.ds, self.accelerator
+        unwrapped = accelerator.unwrap_model(setup.model)
+        if state.best_epoch != self.rows[-1].epoch and self.best_state is not None:
+            load_trainable_state(unwrapped, self.best_state)  # early stopping: the best epoch's weights
+        if setup.cached is not None:
+            unwrapped = setup.full_model  # the head trained on cached features is part of it
+        with tqdm(
+            total=2, desc="test and train accuracy", leave=False, disable=not (self.main and self.progress)
+        ) as bar:
+            test_logits = self.evaluate("test")
+            bar.update()
+            train_acc, train_rows = train_accuracy(
+                setup.y["train"], cfg.seed, lambda rows: self.evaluate("train", rows)
+            )
+            bar.update()
+        peak, memory_kind = peak_memory_mb(accelerator.device)
+        dataset = {
+            **D.describe(ds),
+            "source": ds.source,
+            "train_token_lengths": length_histogram(setup.tokens["train"]),
+        }
+        result = RunResult(
+            run=run_info(
+                cfg,
+                ds,
+                state.started,
+                cfg.model,
+                dataset,
+                accelerator.num_processes,
+                str(accelerator.device),
+                state.resumed,
+            ),
+            train=TrainInfo(
+                epochs=self.rows,
+                best_epoch=state.best_epoch,
+                best_val_accuracy=state.best_acc,
+                stopped_early=len(self.rows) < cfg.epochs,
+                pruned=state.pruned,
+                trainable_params=setup.trainable,
+                total_params=setup.total,
+                train_seconds=state.elapsed,
+                peak_memory_mb=peak,
+                memory_kind=memory_kind,
+                rss_before_train_mb=rss_before,
+                train_tokens_per_epoch=self.real_tokens,
+                checkpoint_bytes=0,
+                train_accuracy=train_acc,
+                train_accuracy_examples=train_rows,
+                frozen_layers_cached=setup.from_layer,
+            ),
+            test=Scores(**metrics(setup.y["test"], test_logits, ds.labels)),
+            meta=provenance(),
+        )
+        if self.main:
+            result.train.checkpoint_bytes = self.writer.save_model(unwrapped, cfg, setup.tokenizer, ds.labels)
+            self.writer.write_plots(self.rows, f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}")
+            confidence = softmax(test_logits).max(axis=1).tolist()
+            self.writer.write_record(
+                result, ds.labels, setup.y["test"], test_logits.argmax(1).tolist(), confidence, ds.test.texts
+            )
+            setup.tracker.finish(result, self.out)
+        accelerator.wait_for_everyone()
 
 
 def _stop_requested(accelerator: Any, stop: ckpt.StopFlag) -> bool:
@@ -436,76 +421,3 @@ def _stop_requested(accelerator: Any, stop: ckpt.StopFlag) -> bool:
         return stop.signal is not None
     flag = torch.tensor(1.0 if stop.signal is not None else 0.0, device=accelerator.device)
     return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
-
-
-def _finish(
-    setup: Setup,
-    accelerator: Any,
-    out: Path,
-    state: LoopState,
-    rows: list[EpochRow],
-    best_state: dict[str, torch.Tensor] | None,
-    rss_before: float,
-    real_tokens: int,
-) -> RunResult:
-    """Best weights back, test evaluation, model + plots, then the run record (result.json last)."""
-    cfg, ds = setup.cfg, setup.ds
-    unwrapped = accelerator.unwrap_model(setup.model)
-    if state.best_epoch != rows[-1].epoch and best_state is not None:
-        load_trainable_state(unwrapped, best_state)  # early stopping: the best epoch's weights
-    if setup.cached is not None:
-        unwrapped = setup.full_model  # the head trained on cached features is part of it
-    test_logits = _evaluate(accelerator, setup, "test")
-    train_acc, train_rows = train_accuracy(
-        setup.y["train"], cfg.seed, lambda rows: _evaluate(accelerator, setup, "train", rows)
-    )
-    peak, memory_kind = peak_memory_mb(accelerator.device)
-    dataset = {
-        **D.describe(ds),
-        "source": ds.source,
-        "train_token_lengths": length_histogram(setup.tokens["train"]),
-    }
-    result = RunResult(
-        run=run_info(
-            cfg,
-            ds,
-            state.started,
-            cfg.model,
-            dataset,
-            accelerator.num_processes,
-            str(accelerator.device),
-            state.resumed,
-        ),
-        train=TrainInfo(
-            epochs=rows,
-            best_epoch=state.best_epoch,
-            best_val_accuracy=state.best_acc,
-            stopped_early=len(rows) < cfg.epochs,
-            pruned=state.pruned,
-            trainable_params=setup.trainable,
-            total_params=setup.total,
-            train_seconds=state.elapsed,
-            peak_memory_mb=peak,
-            memory_kind=memory_kind,
-            rss_before_train_mb=rss_before,
-            train_tokens_per_epoch=real_tokens,
-            checkpoint_bytes=0,
-            train_accuracy=train_acc,
-            train_accuracy_examples=train_rows,
-            frozen_layers_cached=setup.from_layer,
-        ),
-        test=Scores(**metrics(setup.y["test"], test_logits, ds.labels)),
-        meta=provenance(),
-    )
-    if accelerator.is_main_process:
-        result.train.checkpoint_bytes = save_model(unwrapped, cfg, setup.tokenizer, ds.labels, out / "model")
-        title = f"{cfg.method} · {Path(cfg.model).name} · seed {cfg.seed}"
-        training_curves([asdict(r) for r in rows], out / "plots" / "training.png", title)
-        confidence = softmax(test_logits).max(axis=1).tolist()
-        write_record(
-            out, result, ds.labels, setup.y["test"], test_logits.argmax(1).tolist(), confidence, ds.test.texts
-        )
-        setup.tracker.finish(result, out)
-        ckpt.remove(out)
-    accelerator.wait_for_everyone()
-    return result

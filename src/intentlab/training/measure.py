@@ -4,7 +4,6 @@ train accuracy is measured on, and the record's `run` section built from them.""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import resource
 from collections import Counter
@@ -12,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from intentlab.data.run_data import split_fingerprint, test_fingerprint
 from intentlab.runs import EpochRow, RunInfo, TrainInfo
 
 # train accuracy (the generalisation gap's other side) is measured on at most this many training examples:
@@ -39,24 +39,6 @@ def train_accuracy(
 
     rows = train_accuracy_rows(len(labels), seed)
     return metrics([labels[i] for i in rows], scores_for(rows))["accuracy"], len(rows)
-
-
-def test_fingerprint(ds: Any) -> str:
-    """Hash of labels + test: runs scored on the same test set (e.g. a learning curve's cells) share it."""
-    h = hashlib.sha256()
-    for part in (ds.labels, ds.test.texts, ds.test.labels):
-        h.update("\x1f".join(part).encode())
-        h.update(b"\x1e")
-    return h.hexdigest()[:16]
-
-
-def split_fingerprint(ds: Any) -> str:
-    """Hash of labels + validation + test: runs that may be compared share it."""
-    h = hashlib.sha256()
-    for part in (ds.labels, ds.validation.texts, ds.validation.labels, ds.test.texts, ds.test.labels):
-        h.update("\x1f".join(part).encode())
-        h.update(b"\x1e")
-    return h.hexdigest()[:16]
 
 
 def run_info(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ import numpy as np
 from intentlab import data as D
 from intentlab.config import Config
 from intentlab.errors import UserError
-from intentlab.folders import OutputDir, write_text_atomic
 from intentlab.hardware import set_torch_threads
-from intentlab.runs import CONFIG, RunResult, Scores, provenance, write_record
+from intentlab.runs.record import EpochRow, RunResult, Scores
 from intentlab.training.measure import one_pass_train_info, reset_peak_rss, run_info, train_accuracy
+from intentlab.training.provenance import provenance
+from intentlab.training.writer import RunWriter
 
 
 def import_setfit() -> Any:
@@ -42,19 +44,18 @@ def import_setfit() -> Any:
 
 
 def train_setfit(
-    cfg: Config, out: str | Path, overwrite: bool = False, resume: bool = False, **_: Any
+    cfg: Config,
+    out: str | Path,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[EpochRow], bool] | None = None,
 ) -> RunResult:
     """Train SetFit on the run's data and write an ordinary run folder (resuming starts it again)."""
     import_setfit()
     reset_peak_rss()
-    run_dir = OutputDir(out, overwrite or resume)
-    try:
-        result = _train(cfg, run_dir)
-    except BaseException:
-        run_dir.abort()
-        raise
-    run_dir.commit()
-    return result
+    with RunWriter(out, overwrite or resume) as writer:
+        return _train(cfg, writer, on_epoch)
 
 
 def _fit(cfg: Config, ds: D.Dataset) -> tuple[Any, float, int]:
@@ -62,7 +63,7 @@ def _fit(cfg: Config, ds: D.Dataset) -> tuple[Any, float, int]:
     from datasets import Dataset as HFDataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
-    from intentlab.models.classifier import resolve_model_path
+    from intentlab.models.loading import resolve_model_path
 
     set_torch_threads(cfg.threads)
     model = SetFitModel.from_pretrained(resolve_model_path(cfg.model), trust_remote_code=False)
@@ -123,11 +124,11 @@ def as_classifier(model: Any, num_labels: int) -> Any:
     return clf.eval()
 
 
-def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
+def _train(cfg: Config, writer: RunWriter, on_epoch: Callable[[EpochRow], bool] | None) -> RunResult:
     from intentlab.inference.engine import Placement, TorchBackend, softmax
     from intentlab.inference.metrics import metrics
-    from intentlab.models.classifier import count_params, load_tokenizer, quiet_transformers
-    from intentlab.models.io import save_model
+    from intentlab.models.build import count_params
+    from intentlab.models.loading import load_tokenizer, quiet_transformers
 
     quiet_transformers()
     ds = D.dataset_for(cfg)
@@ -141,10 +142,9 @@ def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
     val = metrics(ds.ids(ds.validation), logits["validation"])
     test = metrics(ds.ids(ds.test), logits["test"], ds.labels)
     total, _ = count_params(clf)
-    out = run_dir.claim()
+    writer.claim(cfg)
     D.print_warnings(ds)
-    write_text_atomic(out / CONFIG, cfg.to_yaml())
-    size = save_model(clf, cfg, tokenizer, ds.labels, out / "model")
+    size = writer.save_model(clf, cfg, tokenizer, ds.labels)
     dataset = {**D.describe(ds), "source": ds.source, "setfit_pairs": pairs}
     result = RunResult(
         run=run_info(cfg, ds, started, cfg.model, dataset),
@@ -163,18 +163,10 @@ def _train(cfg: Config, run_dir: OutputDir) -> RunResult:
         test=Scores(**test),
         meta=provenance(),
     )
+    if on_epoch is not None:
+        result.train.pruned = bool(on_epoch(result.train.epochs[0]))
     confidence = softmax(logits["test"]).max(axis=1).tolist()
-    write_record(
-        out, result, ds.labels, ds.ids(ds.test), logits["test"].argmax(1).tolist(), confidence, ds.test.texts
+    writer.write_record(
+        result, ds.labels, ds.ids(ds.test), logits["test"].argmax(1).tolist(), confidence, ds.test.texts
     )
-    from intentlab.inference.ood_run import fit_run_ood, wants_ood
-
-    if wants_ood(cfg, ds):
-        from intentlab.runs import load_result
-
-        fit_run_ood(out, locked=True)
-        result = load_result(out)
-    from intentlab.deploy.card import write_run_cards
-
-    write_run_cards(out)
-    return result
+    return writer.finish(cfg, ds)

@@ -18,22 +18,19 @@ from intentlab.config import Config
 from intentlab.data import batching as B
 from intentlab.errors import UserError
 from intentlab.inference.engine import pad_id
-from intentlab.models.classifier import (
-    HeadOnly,
-    build_model,
-    count_params,
-    features_are_fixed,
-    frozen_linears_to_bf16,
-    head_modules,
-    load_tokenizer,
-    no_adapter_input_casts,
-    position_limit,
-)
-from intentlab.models.methods import get as get_method
+from intentlab.methods import get as get_method
+from intentlab.models.adapters import head_modules
+from intentlab.models.build import build_model, count_params, features_are_fixed
+from intentlab.models.classifier import HeadOnly
+from intentlab.models.loading import load_tokenizer, position_limit
+from intentlab.models.speed import frozen_linears_to_bf16, no_adapter_input_casts
 from intentlab.runs import EpochRow
 from intentlab.training.tracking import NullTracker
 
-STUDY_HEADER = "Epoch | Training Loss | Validation Loss | Accuracy | F1 | F1 (macro) | s/epoch | ex/s"
+# the study's columns; its "F1" was weighted F1, and the header says so
+STUDY_HEADER = (
+    "Epoch | Training Loss | Validation Loss | Accuracy | F1 (weighted) | F1 (macro) | s/epoch | ex/s"
+)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -70,7 +67,7 @@ class EpochTable:
         if self.enabled:
             tqdm.write(
                 f"{r.epoch:>5} | {r.train_loss:>13.4f} | {r.val_loss:>15.4f} | {r.val_accuracy:>8.4f} | "
-                f"{r.val_f1_weighted:.4f} | {r.val_f1_macro:>10.4f} | {r.epoch_seconds:>7.1f} | "
+                f"{r.val_f1_weighted:>13.4f} | {r.val_f1_macro:>10.4f} | {r.epoch_seconds:>7.1f} | "
                 f"{r.train_examples_per_second:>5.0f}"
             )
 

@@ -26,8 +26,7 @@ import yaml
 from intentlab import config as C
 from intentlab.errors import UserError
 from intentlab.folders import check_folder_path, write_text_atomic
-from intentlab.models.methods import LOOP
-from intentlab.models.methods import TABLE as METHOD_TABLE
+from intentlab.methods import METHODS, NAMES
 from intentlab.runs import EpochRow
 
 KINDS = ("float", "int", "categorical")
@@ -36,7 +35,7 @@ SWEEP_ENTRIES = ("study.db", "best.yaml", "trials")  # what a sweep writes into 
 
 def load_space(method: str, path: str | None) -> dict[str, dict[str, Any]]:
     """The search space for `method`, checked: known fields, known kinds, sane bounds."""
-    source = path or str(C.shipped_config_path(f"sweep/{method}"))
+    source = path or str(METHODS[method].sweep_file)
     space = C.read_yaml(source, "--space")
     problems = [p for name, spec in space.items() if (p := _spec_problem(name, spec))]
     if problems:
@@ -134,9 +133,8 @@ def run_sweep(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    tunable = [m.name for m in METHOD_TABLE if m.trainer == LOOP]
-    if method not in tunable:
-        raise UserError(f"sweep supports {', '.join(tunable)}, not {method!r}.")
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}. Choose one of {', '.join(NAMES)}.")
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}.")
     base = C.resolve(method, None, flags)  # validates method and flags before any trial
@@ -226,9 +224,12 @@ def _study(optuna: Any, name: str, storage: str, pruner: str) -> Any:
 
 
 def _objective(optuna: Any, base: C.Config, space: dict[str, dict[str, Any]], out: Path) -> Any:
-    """One trial: a config from the space, an ordinary run folder, validation accuracy per epoch
-    reported for pruning; the best epoch's validation accuracy is the objective."""
-    from intentlab.training.loop import train
+    """One trial: a config from the space, an ordinary run folder trained by the method's trainer,
+    validation accuracy per epoch reported for pruning; the best epoch's validation accuracy is the
+    objective."""
+    from intentlab.training.trainers import trainer_for
+
+    train = trainer_for(base.method)
 
     def objective(trial: Any) -> float:
         cfg = C.merge(base, suggest(trial, space), f"trial {trial.number}")

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from intentlab.errors import UserError
-from intentlab.runs import EPOCH_KEYS, EpochRow, RunResult
+from intentlab.runs import EpochRow, RunResult
+from intentlab.runs.record import EPOCH_KEYS
 
 EPOCH_METRICS = tuple(k for k in EPOCH_KEYS if k != "epoch")
 

@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from intentlab.models import methods as M
-from intentlab.runs import RunResult, load_result
+from intentlab import methods as M
+from intentlab.runs.files import CARD, MODEL, MODEL_INFO
+from intentlab.runs.record import RunResult, load_result
 
 LOADING = {
     "transformers": (
@@ -104,7 +105,7 @@ def card_text(result: RunResult, labels: list[str], kind: str, loading: str) -> 
     ]
     if result.ood:
         ood = result.ood
-        chosen = ood["scorers"][ood["chosen"]]
+        chosen = ood.chosen_metrics
         sep = ", ".join(
             f"AUROC {v['auroc']:.3f} against {g}" for g, v in chosen.get("groups", {}).items()
         ) or (
@@ -114,10 +115,10 @@ def card_text(result: RunResult, labels: list[str], kind: str, loading: str) -> 
         )
         lines += [
             "## Out of scope",
-            f'It says "none of these" when its **{ood["chosen"]}** score is below **{chosen["threshold"]:.4g}** '
-            f"({ood['rule']}). On test: {sep}; in-scope accuracy with rejection "
+            f'It says "none of these" when its **{ood.chosen}** score is below **{chosen["threshold"]:.4g}** '
+            f"({ood.rule}). On test: {sep}; in-scope accuracy with rejection "
             f"{100 * chosen['inscope_accuracy_with_rejection']:.2f}%. Probabilities are calibrated with temperature "
-            f"{ood['temperature']:.3f} (ECE {ood['calibration']['before']['ece']:.3f} -> {ood['calibration']['after']['ece']:.3f}).",
+            f"{ood.temperature:.3f} (ECE {ood.calibration['before']['ece']:.3f} -> {ood.calibration['after']['ece']:.3f}).",
         ]
     lines += [
         "## Intended use and limits",
@@ -149,10 +150,11 @@ def write_card(
 ) -> Path:
     """Write the card of `run` to `dest` (atomically)."""
     from intentlab.folders import write_text_atomic
-    from intentlab.models.io import model_folder, read_model_info
+    from intentlab.runs.model_info import read_model_info
 
     result = load_result(run)
-    _, labels = read_model_info(model_folder(run))
+    folder = Path(run) / MODEL if (Path(run) / MODEL / MODEL_INFO).is_file() else Path(run)  # run or export
+    _, labels = read_model_info(folder)
     write_text_atomic(dest, card_text(result, labels, kind, loading))
     return Path(dest)
 
@@ -161,8 +163,6 @@ def write_run_cards(run: str | Path) -> None:
     """The cards of a run's own folder: model/README.md, and model/adapter/README.md in place of peft's
     blank template (that adapter needs intentlab; `intentlab export` writes the standard forms)."""
     run = Path(run)
-    write_card(run, run / "model" / "README.md")
-    if (run / "model" / "adapter").is_dir():
-        write_card(
-            run, run / "model" / "adapter" / "README.md", kind="intentlab adapter; load it with intentlab"
-        )
+    write_card(run, run / MODEL / CARD)
+    if (run / MODEL / "adapter").is_dir():
+        write_card(run, run / MODEL / "adapter" / CARD, kind="intentlab adapter; load it with intentlab")

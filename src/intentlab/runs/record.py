@@ -1,19 +1,10 @@
-"""The run-folder contract: the typed run record, atomic writes, provenance, and safe (re)creation.
+"""The run record: the typed `result.json` of a run and how every reader gets it back.
 
-A run directory holds:
-
-    config.yaml        the resolved config (every default written out)
-    metrics.jsonl      one JSON object per epoch
-    result.json        {"run", "train", "test", "meta"}; written last, so its presence marks completion
-    test_predictions.json   gold and predicted label ids on the test split (for paired statistics)
-    model/             tokenizer + label map + adapter (or full weights); loadable on its own
-    plots/             per-run charts
-
-Folders are created and written through `folders.py` (atomic files, a lock per folder, overwrite
-that never loses a run). `RunResult` (with `EpochRow` per epoch and `Scores` for the test split) is the one typed record of a
-run; `write_record()` is the one function that writes it, shared by the training loop and the
-baseline; `load_result()` reads it back for every reader (report, compare, serve, evaluate), records
-of schema 1 (intentlab before the typed record) included.
+`RunResult` (with `EpochRow` per epoch, `Scores` for the test split and `OodSummary` for the
+out-of-scope section) is the one typed record of a run. It is written by the run writer
+(`training/writer.py`) and read back by `load_result()` for every reader (report, compare, serve,
+evaluate), records of schema 1 (intentlab before the typed record) included. `config.yaml` is read
+only through `read_config()`.
 
 This module imports neither torch nor training code: reports and serving read runs through it.
 """
@@ -21,30 +12,16 @@ This module imports neither torch nor training code: reports and serving read ru
 from __future__ import annotations
 
 import json
-import os
-import platform
-import socket
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, field, fields
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from intentlab import allocator
 from intentlab.errors import UserError
-from intentlab.folders import is_complete, read_jsonl, write_json_atomic, write_jsonl_atomic
-from intentlab.hardware import machine_kind
+from intentlab.runs.files import CONFIG, METRICS, RESULT
 
 SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
-COMMAND: list[
-    str
-] = []  # the intentlab command line being run (set by cli.main), for provenance  # 1: records written before the typed record; same keys, some absent
-RESULT = "result.json"
-METRICS = "metrics.jsonl"
-CONFIG = "config.yaml"
-PREDICTIONS = "test_predictions.json"
+READABLE_SCHEMAS = (1, 2)  # 1: records written before the typed record; same keys, some absent
 EPOCH_KEYS = (
     "epoch",
     "train_loss",
@@ -164,6 +141,30 @@ class TrainInfo:
 
 
 @dataclass
+class OodSummary:
+    """result.json's `ood` section: the out-of-scope scorers measured on test (`scorers`: per scorer,
+    its threshold and metrics), the one chosen and why, and the calibration (inference/ood_fit.py)."""
+
+    scorers: dict[str, dict[str, Any]]
+    chosen: str
+    rule: str
+    k: int
+    target_recall: float
+    temperature: float
+    calibration: dict[str, Any] = field(default_factory=dict)
+    oos_rows: dict[str, int] = field(default_factory=dict)
+    probabilistic: bool = True
+
+    @property
+    def chosen_metrics(self) -> dict[str, Any]:
+        return self.scorers[self.chosen]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OodSummary:
+        return _from(cls, data)
+
+
+@dataclass
 class RunResult:
     """result.json: {"run", "train", "test", "meta"}; `meta` holds schema_version and provenance."""
 
@@ -171,7 +172,7 @@ class RunResult:
     train: TrainInfo
     test: Scores
     meta: dict[str, Any]
-    ood: dict[str, Any] | None = None  # out-of-scope detection and calibration (inference/ood.py)
+    ood: OodSummary | None = None  # out-of-scope detection and calibration
 
     @property
     def schema_version(self) -> int:
@@ -184,7 +185,7 @@ class RunResult:
             train[key] = getattr(self.train, key)
         out = {"run": asdict(self.run), "train": train, "test": asdict(self.test), "meta": dict(self.meta)}
         if self.ood is not None:
-            out["ood"] = self.ood
+            out["ood"] = asdict(self.ood)
         return out
 
     @classmethod
@@ -196,95 +197,22 @@ class RunResult:
             train=_from(TrainInfo, train),
             test=_from(Scores, data["test"]),
             meta=dict(data.get("meta", {})),
-            ood=data.get("ood") if isinstance(data.get("ood"), dict) else None,
+            ood=OodSummary.from_dict(data["ood"]) if isinstance(data.get("ood"), dict) else None,
         )
 
 
-def write_record(
-    out: Path,
-    result: RunResult,
-    labels: list[str],
-    y_true: list[int],
-    y_pred: list[int],
-    confidence: list[float] | None = None,
-    texts: list[str] | None = None,
-) -> None:
-    """Write a finished run's record: metrics.jsonl, test_predictions.json (in-scope test rows: ids,
-    top probability and text, for paired tests and the report's error analysis), then result.json last
-    (its presence marks the run complete). The training loop and the baseline both end here."""
-    write_jsonl_atomic(out / METRICS, [asdict(r) for r in result.train.epochs])
-    inscope = [i for i, y in enumerate(y_true) if y >= 0]  # closed-set pairs; out-of-scope rows: ood/
-    preds: dict[str, Any] = {
-        "labels": list(labels),
-        "y_true": [y_true[i] for i in inscope],
-        "y_pred": [y_pred[i] for i in inscope],
-    }
-    if confidence is not None:
-        preds["confidence"] = [round(float(confidence[i]), 5) for i in inscope]
-    if texts is not None:
-        preds["texts"] = [texts[i] for i in inscope]
-    write_json_atomic(out / PREDICTIONS, preds)
-    write_json_atomic(out / RESULT, result.to_dict())
+def is_complete(run: str | Path) -> bool:
+    """True for a finished run: its record is written last."""
+    return (Path(run) / RESULT).is_file()
 
 
 def read_epochs(run: str | Path) -> list[EpochRow]:
     """The epoch rows written so far (metrics.jsonl), e.g. of a run still training."""
     path = Path(run) / METRICS
-    return [_from(EpochRow, r) for r in read_jsonl(path)] if path.is_file() else []
-
-
-# ----------------------------------------------------------------------------- provenance
-def _version(pkg: str) -> str | None:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def git_info() -> dict[str, Any]:
-    """Commit and dirty flag of the intentlab checkout, when it is a git repository."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"commit": commit, "dirty": bool(dirty)} if commit else {}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance() -> dict[str, Any]:
-    """Versions, code revision, machine and command line: enough to say where a number came from."""
-    pkgs = ("intentlab", "torch", "transformers", "peft", "accelerate", "scikit-learn", "numpy", "tokenizers")
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "versions": {"python": platform.python_version(), **{p: _version(p) for p in pkgs}},
-        "git": git_info(),
-        "command": COMMAND or sys.argv,
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "machine_kind": machine_kind(),
-        "allocator": allocator.active(),
-    }
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [_from(EpochRow, json.loads(line)) for line in lines if line.strip()]
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -306,7 +234,7 @@ def restore_interrupted_overwrite(run: Path) -> None:
         return
     try:
         with FolderLock(run.absolute()).acquire():
-            for note in recover_replaced(run.absolute()):
+            for note in recover_replaced(run.absolute(), CONFIG, RESULT):
                 print(f"intentlab: {note}", file=sys.stderr)
     except UserError:
         pass  # another process is writing it: leave it alone
@@ -363,19 +291,13 @@ def load_result(run: str | Path) -> RunResult:
 
 
 __all__ = [
-    "CONFIG",
-    "METRICS",
-    "PREDICTIONS",
-    "RESULT",
     "EpochRow",
+    "OodSummary",
     "RunInfo",
     "RunResult",
     "Scores",
     "TrainInfo",
-    "is_complete",
     "load_result",
-    "provenance",
     "read_config",
     "read_epochs",
-    "write_record",
 ]
