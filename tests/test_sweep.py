@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_args
+from intentlab import methods as M
 from intentlab.cli import main
 
 optuna = pytest.importorskip("optuna")
@@ -64,6 +66,27 @@ def test_sqlite_sweep_writes_runs_and_a_best_config(
     )
     # and the sweep reads as a report
     assert main(["report", str(out / "trials"), "--out", str(tmp_path / "report")]) == 0
+
+
+@pytest.mark.parametrize("method", M.NAMES)
+def test_every_method_sweeps_with_its_shipped_space(
+    tmp_path: Path, tiny_model: str, tiny64: str, toy_data: str, method: str
+) -> None:
+    """One trial of each method's own space (configs/sweep/<method>.yaml) on the tiny model: every
+    method has a space, and its trainer takes a trial's config and reports its epochs."""
+    extra = M.get(method).extra
+    if extra is not None:
+        pytest.importorskip({"qlora": "bitsandbytes"}.get(extra, extra))
+    model = tiny64 if M.get(method).quantized else tiny_model
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--method", method, "--trials", "1", "--out", str(out), *tiny_args(model, toy_data, 1)]
+    assert main(argv) == 0
+    study = optuna.load_study(study_name=f"{method}-toy-data0", storage=f"sqlite:///{out / 'study.db'}")
+    (trial,) = study.get_trials()
+    result = json.loads((Path(trial.user_attrs["run"]) / "result.json").read_text())
+    assert result["run"]["method"] == method and trial.params
+    assert all(result["run"]["config"][k] == v for k, v in trial.params.items() if k != "target_modules")
+    assert trial.value == result["train"]["best_val_accuracy"]
 
 
 def test_bad_space_and_storage(

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from conftest import tiny_args
+from intentlab import methods as M
 from intentlab.cli import main
 from intentlab.folders import read_jsonl
 from intentlab.runs.record import EPOCH_KEYS
@@ -114,7 +115,8 @@ def test_same_seed_same_metrics(tmp_path: Path, train_args: list[str]) -> None:
     assert [r["train_loss"] for r in c] != [r["train_loss"] for r in a]
 
 
-@pytest.mark.parametrize("method", ["full", "head", "dora", "ia3"])
+# every method of the loop (QLoRA needs 64-wide layers: tests/test_qlora.py); lora has its own fixture above
+@pytest.mark.parametrize("method", [m for m in M.where(regime=M.LOOP, quantized=False) if m != "lora"])
 def test_every_method_trains_saves_and_reloads(tmp_path: Path, train_args: list[str], method: str) -> None:
     from intentlab.inference.evaluate import evaluate_run
 

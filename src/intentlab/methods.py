@@ -169,6 +169,16 @@ def where(**wanted: Any) -> tuple[str, ...]:
     return tuple(m.name for m in TABLE if all(getattr(m, k) == v for k, v in wanted.items()))
 
 
+def one_per_storage() -> tuple[str, ...]:
+    """The first method of each storage kind that needs no extra, in table order: what a test runs once
+    per kind."""
+    firsts: dict[str, str] = {}
+    for m in TABLE:
+        if m.extra is None:
+            firsts.setdefault(m.storage, m.name)
+    return tuple(firsts.values())
+
+
 def order(name: str) -> int:
     """Position of a method in reports; unknown names go last."""
     return NAMES.index(name) if name in METHODS else len(NAMES)

@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_args
+from intentlab import methods as M
 from intentlab.cli import main
 
+PER_STORAGE = M.one_per_storage()  # one run per storage kind: every loading path
+ADAPTER = next(m for m in PER_STORAGE if M.get(m).adapter)
 PICKLE_NAMES = [  # every name a loader might unpickle (torch.load, pickle, joblib)
     "model/baseline.pkl",
     "model/pytorch_model.bin",
@@ -64,7 +67,7 @@ def plant(run: Path, marker: Path) -> None:
 def poisoned(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("poisoned")
     runs = {}
-    for method in ("lora", "full", "head", "baseline"):
+    for method in PER_STORAGE:
         runs[method] = root / "cmp" / method / "seed-42"
         assert (
             main(
@@ -116,7 +119,7 @@ def exits(code: int, err: str, expected: int) -> None:
         assert len(lines) == 1, err[-800:]
 
 
-@pytest.mark.parametrize("method", ["lora", "full", "head", "baseline"])
+@pytest.mark.parametrize("method", PER_STORAGE)
 def test_predict_evaluate_export_never_run_planted_code(
     poisoned: dict[str, Path], method: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,7 +130,7 @@ def test_predict_evaluate_export_never_run_planted_code(
         # the planted files are never read, so each works; a TF-IDF run has no encoder to export
         (
             ["export", str(run), "--out", str(tmp_path / "export"), "--merge"],
-            2 if method == "baseline" else 0,
+            0 if M.get(method).encoder else 2,
         ),
     ):
         exits(main(argv), capsys.readouterr().err, expected)
@@ -141,22 +144,22 @@ def test_serve_and_admin_load_never_run_planted_code(poisoned: dict[str, Path]) 
     from intentlab.errors import UserError
     from intentlab.serving.app import create_app
 
-    for method in ("lora", "full", "head"):
+    for method in (m for m in PER_STORAGE if M.get(m).encoder):
         try:
             with TestClient(create_app([str(poisoned[method])])) as c:
                 c.post("/v1/predict", json={"texts": ["hi"]})
         except UserError:
             pass
-    root = poisoned["lora"].parents[1]
+    root = poisoned[ADAPTER].parents[1]
     with TestClient(create_app([], admin_token="t", runs_root=str(root))) as c:
-        for method in ("lora", "full", "head", "baseline"):
+        for method in PER_STORAGE:
             r = c.post(
                 "/v1/adapters",
                 json={"name": method, "run": f"{method}/seed-42"},
                 headers={"Authorization": "Bearer t"},
             )
             # loaded with the planted files ignored; a TF-IDF run cannot be served
-            assert r.status_code == (422 if method == "baseline" else 201), r.text
+            assert r.status_code == (201 if M.get(method).encoder else 422), r.text
     assert not poisoned["marker"].exists()
 
 
@@ -167,10 +170,10 @@ def test_report_compare_and_resume_never_run_planted_code(
     tiny_model: str,
     toy_data: str,
 ) -> None:
-    cmp_root = poisoned["lora"].parents[1]
+    cmp_root = poisoned[ADAPTER].parents[1]
     exits(main(["report", str(cmp_root), "--out", str(tmp_path / "report")]), capsys.readouterr().err, 0)
     # the same settings as the planted cells, so compare reuses them (reads their records) and reports
-    argv = ["compare", "--out", str(cmp_root), "--methods", "lora,baseline", "--seeds", "1"]
+    argv = ["compare", "--out", str(cmp_root), "--methods", f"{ADAPTER},baseline", "--seeds", "1"]
     exits(main([*argv, *tiny_args(tiny_model, toy_data, 1)]), capsys.readouterr().err, 0)
     assert (cmp_root / "report" / "report.md").is_file()
     resumed = tmp_path / "resume"

@@ -42,8 +42,10 @@ class Outputs:
 class Backend(Protocol):
     """What the inference consumers need from a loaded model."""
 
-    def run(self, texts: Sequence[str], features: bool = False) -> Outputs: ...
-    def run_ids(self, ids: list[list[int]], features: bool = False) -> Outputs: ...
+    def run(self, texts: Sequence[str], features: bool = False, progress: str | None = None) -> Outputs: ...
+    def run_ids(
+        self, ids: list[list[int]], features: bool = False, progress: str | None = None
+    ) -> Outputs: ...
 
 
 @dataclass(frozen=True)
@@ -80,17 +82,22 @@ def run_sorted(
     batch_size: int,
     step: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray | None]],
     max_tokens: int | None = None,
+    progress: str | None = None,
 ) -> Outputs:
     """Length-sorted batches of `ids` (at most `batch_size` texts and `max_tokens` padded tokens each)
     through `step(batch) -> (logits, features or None)`, results put back in input order. Every
-    backend runs its batches through here."""
+    backend runs its batches through here. `progress` names a progress bar on stderr (None: silent)."""
+    from tqdm.auto import tqdm
+
     if not ids:
         raise ValueError("no texts to run")
     collate = Collator(ids, None, pad)
     logits_out: np.ndarray | None = None
     feats_out: np.ndarray | None = None
+    bar = tqdm(total=len(ids), desc=progress, unit=" texts", leave=False, disable=progress is None)
     for idx in sorted_batches([len(s) for s in ids], batch_size, max_tokens):
         z, f = step(collate(idx))
+        bar.update(len(idx))
         if logits_out is None:
             logits_out = np.empty((len(ids), z.shape[1]), dtype=np.float32)
         logits_out[idx] = z
@@ -98,6 +105,7 @@ def run_sorted(
             if feats_out is None:
                 feats_out = np.empty((len(ids), f.shape[1]), dtype=np.float32)
             feats_out[idx] = f
+    bar.close()
     assert logits_out is not None
     return Outputs(logits_out, feats_out)
 
@@ -109,6 +117,7 @@ def forward_batches(
     placement: Placement,
     batch_size: int = DEFAULT_BATCH_SIZE,
     features: bool = False,
+    progress: str | None = None,
 ) -> Outputs:
     """Logits (and pooled features) for pre-tokenized texts with a PyTorch model, in inference mode.
 
@@ -143,7 +152,7 @@ def forward_batches(
     )
     try:
         with torch.inference_mode(), autocast, inference_attention(model):
-            return run_sorted(ids, pad, batch_size, step, placement.batch_tokens)
+            return run_sorted(ids, pad, batch_size, step, placement.batch_tokens, progress)
     finally:
         model.train(was_training)
 
@@ -172,13 +181,13 @@ class TorchBackend:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return tokenize(self.tokenizer, texts, self.max_length)
 
-    def run_ids(self, ids: list[list[int]], features: bool = False) -> Outputs:
+    def run_ids(self, ids: list[list[int]], features: bool = False, progress: str | None = None) -> Outputs:
         return forward_batches(
-            self.model, ids, pad_id(self.tokenizer), self.placement, self.batch_size, features
+            self.model, ids, pad_id(self.tokenizer), self.placement, self.batch_size, features, progress
         )
 
-    def run(self, texts: Sequence[str], features: bool = False) -> Outputs:
-        return self.run_ids(self.encode(texts), features)
+    def run(self, texts: Sequence[str], features: bool = False, progress: str | None = None) -> Outputs:
+        return self.run_ids(self.encode(texts), features, progress)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

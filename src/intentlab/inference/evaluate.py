@@ -29,7 +29,7 @@ def evaluate_run(
             f"the labels of {run} differ from those of its data now. Evaluate on the data it was trained on."
         )
     part = ds.split(split)
-    out = predictor.outputs(part.texts, features=predictor.decider.needs_features)
+    out = predictor.outputs(part.texts, predictor.decider.needs_features, progress=f"evaluate {split}")
     scores = metrics(ds.ids(part), out.logits, ds.labels)
     if not predictor.probabilistic:
         scores["loss"] = None  # SVM margins are not probabilities: no cross-entropy (as in training)

@@ -53,7 +53,7 @@ class OnnxBackend:
         self.batch_size = batch_size
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def run_ids(self, ids: list[list[int]], features: bool = False) -> Outputs:
+    def run_ids(self, ids: list[list[int]], features: bool = False, progress: str | None = None) -> Outputs:
         want = ["logits"] + (["features"] if features else [])
         missing = sorted(set(want) - set(self.outputs))
         if missing:
@@ -64,10 +64,10 @@ class OnnxBackend:
             got = self.session.run(want, feeds)
             return got[0], (got[1] if features else None)
 
-        return run_sorted(ids, pad_id(self.tokenizer), self.batch_size, step, CPU_BATCH_TOKENS)
+        return run_sorted(ids, pad_id(self.tokenizer), self.batch_size, step, CPU_BATCH_TOKENS, progress)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return tokenize(self.tokenizer, texts, self.max_length)
 
-    def run(self, texts: Sequence[str], features: bool = False) -> Outputs:
-        return self.run_ids(self.encode(texts), features)
+    def run(self, texts: Sequence[str], features: bool = False, progress: str | None = None) -> Outputs:
+        return self.run_ids(self.encode(texts), features, progress)

@@ -55,7 +55,7 @@ def fit_ood(run: Path, ds: Any, cfg: Any, k: int | None = None, target_recall: f
             "Give a validation file with in-scope texts."
         )
     predictor = open_run(run, ood=False)
-    out = {s: predictor.outputs(ds.split(s).texts, features=predictor.probabilistic) for s in y}
+    out = {s: predictor.outputs(ds.split(s).texts, predictor.probabilistic, progress=f"ood: {s}") for s in y}
     temperature = calibration.fit_temperature(out["validation"].logits, y["validation"])
     state = O.fit(out["train"].features, y["train"], len(ds.labels), k, temperature)
     state = O.choose(

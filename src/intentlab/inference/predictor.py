@@ -120,8 +120,9 @@ class Predictor:
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         return self.backend.run(texts).logits
 
-    def outputs(self, texts: Sequence[str], features: bool = False) -> Outputs:
-        return self.backend.run(texts, features)
+    def outputs(self, texts: Sequence[str], features: bool = False, progress: str | None = None) -> Outputs:
+        """Logits (and features) of `texts`; `progress` names a progress bar for long calls."""
+        return self.backend.run(texts, features, progress)
 
     def classify(
         self, texts: Sequence[str], top_k: int = 1, threshold: float | None = None
@@ -148,10 +149,10 @@ class BaselineBackend:
 
         self.pipeline = tfidf.load(folder, labels)
 
-    def run_ids(self, ids: list[list[int]], features: bool = False) -> Outputs:
+    def run_ids(self, ids: list[list[int]], features: bool = False, progress: str | None = None) -> Outputs:
         raise UserError("a TF-IDF baseline run reads texts, not token ids.")
 
-    def run(self, texts: Sequence[str], features: bool = False) -> Outputs:
+    def run(self, texts: Sequence[str], features: bool = False, progress: str | None = None) -> Outputs:
         from intentlab.models import tfidf
 
         return Outputs(tfidf.margins(self.pipeline, list(texts)))

@@ -288,16 +288,3 @@ def load_result(run: str | Path) -> RunResult:
         raise UserError(
             f"{path} is not a valid run record ({type(e).__name__}: {e}). Train the run again."
         ) from None
-
-
-__all__ = [
-    "EpochRow",
-    "OodSummary",
-    "RunInfo",
-    "RunResult",
-    "Scores",
-    "TrainInfo",
-    "load_result",
-    "read_config",
-    "read_epochs",
-]

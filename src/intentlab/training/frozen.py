@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from intentlab.config import Config
 from intentlab.data.batching import Collator, sorted_batches
@@ -61,13 +62,16 @@ def frozen_states(
     out: list[torch.Tensor | None] = [None] * len(ids)
     device = placement.device
     collate = Collator(ids, None, pad_id)
+    bar = tqdm(total=len(ids), desc=f"frozen layers 1-{layers}", unit=" texts", leave=False)
     for rows in sorted_batches([len(t) for t in ids], batch_size, placement.batch_tokens):
+        bar.update(len(rows))
         batch = {k: v.to(device) for k, v in collate(rows).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=placement.bf16):
             hidden = encoder.embeddings(input_ids=batch["input_ids"])
             hidden = run_layers(encoder, hidden, batch["attention_mask"], 0, layers)
         for r, i in enumerate(rows):
             out[i] = hidden[r, : len(ids[i])].clone()
+    bar.close()
     return out  # type: ignore[return-value]
 
 

@@ -127,7 +127,9 @@ def resume_config(run: str | Path, flags: dict[str, Any]) -> Config:
     return cfg
 
 
-def _evaluate(accelerator: Any, setup: Setup, split: str, rows: list[int] | None = None) -> np.ndarray:
+def _evaluate(
+    accelerator: Any, setup: Setup, split: str, rows: list[int] | None = None, progress: str | None = None
+) -> np.ndarray:
     """Logits for a split (or its `rows`); with several processes each scores a share of the batches,
     then they are gathered."""
     from accelerate.utils import gather_object
@@ -148,7 +150,9 @@ def _evaluate(accelerator: Any, setup: Setup, split: str, rows: list[int] | None
             model.train(was)
         return logits.float().cpu().numpy()
     if accelerator.num_processes == 1:
-        return forward_batches(model, ids, setup.pad_id, placement, cfg.eval_batch_size).logits
+        return forward_batches(
+            model, ids, setup.pad_id, placement, cfg.eval_batch_size, progress=progress
+        ).logits
     mine = list(range(accelerator.process_index, len(ids), accelerator.num_processes))
     logits = forward_batches(
         model, [ids[i] for i in mine], setup.pad_id, placement, cfg.eval_batch_size
@@ -258,8 +262,9 @@ class Loop:
         state.elapsed = time.perf_counter() - self.fit_start
         self.finish(rss_before)
 
-    def evaluate(self, split: str, rows: list[int] | None = None) -> np.ndarray:
-        return _evaluate(self.accelerator, self.setup, split, rows)
+    def evaluate(self, split: str, rows: list[int] | None = None, progress: str | None = None) -> np.ndarray:
+        shown = progress if self.main and self.progress else None
+        return _evaluate(self.accelerator, self.setup, split, rows, shown)
 
     def train_epoch(self) -> tuple[float, int]:
         """The optimizer steps of one epoch (from `state.step` when resumed mid-epoch); returns the
@@ -357,15 +362,10 @@ class Loop:
             load_trainable_state(unwrapped, self.best_state)  # early stopping: the best epoch's weights
         if setup.cached is not None:
             unwrapped = setup.full_model  # the head trained on cached features is part of it
-        with tqdm(
-            total=2, desc="test and train accuracy", leave=False, disable=not (self.main and self.progress)
-        ) as bar:
-            test_logits = self.evaluate("test")
-            bar.update()
-            train_acc, train_rows = train_accuracy(
-                setup.y["train"], cfg.seed, lambda rows: self.evaluate("train", rows)
-            )
-            bar.update()
+        test_logits = self.evaluate("test", progress="test")
+        train_acc, train_rows = train_accuracy(
+            setup.y["train"], cfg.seed, lambda rows: self.evaluate("train", rows, progress="train accuracy")
+        )
         peak, memory_kind = peak_memory_mb(accelerator.device)
         dataset = {
             **D.describe(ds),

@@ -173,7 +173,7 @@ class Setup:
         out = {}
         for split, ids in self.tokens.items():
             feats = forward_batches(
-                model, ids, self.pad_id, placement, self.cfg.eval_batch_size, features=True
+                model, ids, self.pad_id, placement, self.cfg.eval_batch_size, True, f"encoder pass ({split})"
             ).features
             out[split] = torch.from_numpy(feats).to(accelerator.device)
         return out

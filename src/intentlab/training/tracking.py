@@ -13,6 +13,7 @@ from typing import Any
 
 from intentlab.errors import UserError
 from intentlab.runs import EpochRow, RunResult
+from intentlab.runs.files import RESULT
 from intentlab.runs.record import EPOCH_KEYS
 
 EPOCH_METRICS = tuple(k for k in EPOCH_KEYS if k != "epoch")
@@ -64,7 +65,7 @@ class MLflowTracker(NullTracker):
                 "checkpoint_bytes": tr.checkpoint_bytes,
             }
         )
-        self.mlflow.log_artifact(str(run_dir / "result.json"))
+        self.mlflow.log_artifact(str(run_dir / RESULT))
         self.mlflow.log_artifacts(str(run_dir / "plots"), artifact_path="plots")
         self.mlflow.end_run()
 

@@ -9,29 +9,16 @@ Every trainer takes the same arguments and ends in the run writer (`training/wri
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
 
-from intentlab.config import Config
 from intentlab.methods import BASELINE, LOOP, SETFIT, get
-from intentlab.runs.record import EpochRow, RunResult
+from intentlab.runs.record import RunResult
 from intentlab.training.baseline import train_baseline
 from intentlab.training.loop import train
 from intentlab.training.setfit import train_setfit
 
-
-class Trainer(Protocol):
-    def __call__(
-        self,
-        cfg: Config,
-        out: str | Path,
-        overwrite: bool = False,
-        resume: bool = False,
-        progress: bool = True,
-        on_epoch: Callable[[EpochRow], bool] | None = None,
-    ) -> RunResult: ...
-
-
+# a trainer: (cfg, out, overwrite=False, resume=False, progress=True, on_epoch=None) -> RunResult, as
+# `training.loop.train`; `on_epoch(row)` returning True stops the run (a sweep's pruner)
+Trainer = Callable[..., RunResult]
 TRAINERS: dict[str, Trainer] = {LOOP: train, BASELINE: train_baseline, SETFIT: train_setfit}
 
 
