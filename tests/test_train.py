@@ -214,3 +214,12 @@ def test_more_threads_than_cores_trains_with_a_warning(
     finally:
         torch.set_num_threads(before)
     assert "more than the" not in capsys.readouterr().err
+
+
+def test_an_adapter_run_trains_under_bf16(tmp_path: Path, tiny_model: str, toy_data: str) -> None:
+    """Under bf16 autocast an adapter run stores its frozen linear weights in bf16 once (the setup's
+    bf16 path, which the fp32 tests above never take)."""
+    args = [a for a in tiny_args(tiny_model, toy_data, 1) if a != "--no-bf16"]
+    out = tmp_path / "lora-bf16"
+    assert main(["train", "--method", "lora", "--out", str(out), *args, "--bf16"]) == 0
+    assert json.loads((out / "result.json").read_text())["run"]["config"]["bf16"] is True

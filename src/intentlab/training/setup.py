@@ -108,7 +108,7 @@ class Setup:
         set_seed(cfg.seed)
         model = build_model(cfg, len(self.ds.labels), total_steps=steps)
         self.trainable, self.total = count_params(model)
-        if cfg.bf16 and self.method.adapter and not self.method.encoder_options:
+        if cfg.bf16 and self.method.adapter and not self.method.quantized:
             frozen_linears_to_bf16(model)  # no per-step weight casts under bf16 autocast
             no_adapter_input_casts(model)  # nor bf16 inputs cast up to fp32 and back
         self.full_model = model  # what is saved; the trained module differs when features are cached
