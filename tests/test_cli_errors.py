@@ -176,6 +176,7 @@ def test_huge_text_and_duplicates_are_accepted_with_warnings(
     )
     assert code == 0, err
     assert "duplicate text" in err and "also appear in train" in err
+    assert "list them with: intentlab audit --data " in err  # one line, naming the command
     import json
 
     result = json.loads((out / "result.json").read_text())

@@ -14,11 +14,22 @@ import re
 import sys
 from collections.abc import Sequence
 
-from intentlab.cli import compare, evaluate, export, ood, predict, report, serve, sweep, train
+from intentlab.cli import audit, compare, evaluate, export, ood, predict, report, serve, sweep, train
 from intentlab.cli.parsing import Parser
 from intentlab.errors import Interrupted, UserError
 
-COMMANDS = (train, evaluate, compare, predict, ood, export, sweep, serve, report)  # --help lists them so
+COMMANDS = (
+    train,
+    evaluate,
+    compare,
+    predict,
+    ood,
+    export,
+    sweep,
+    serve,
+    report,
+    audit,
+)  # --help lists them so
 WRITE_ERRORS = {
     errno.ENOSPC,
     errno.EROFS,
@@ -31,7 +42,7 @@ WRITE_ERRORS = {
 # commands that run the model over many texts: they run on tcmalloc where it is installed
 # (intentlab.allocator; measured with benchmarks/allocator.py and, for `serve`, whose memory kept
 # growing on glibc's malloc under sustained load, benchmarks/serve_memory.py).
-MODEL_COMMANDS = ("train", "compare", "sweep", "evaluate", "predict", "ood", "export", "serve")
+MODEL_COMMANDS = ("train", "compare", "sweep", "evaluate", "predict", "ood", "export", "serve", "audit")
 
 
 def build_parser() -> Parser:

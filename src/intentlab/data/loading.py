@@ -379,7 +379,7 @@ def load_dataset(
         "label_column": label_column,
         "carved": sorted({"validation", "test"} - set(files)),
         "split_seed": seed,
-        "warnings": data_warnings(train, splits["validation"], splits["test"]),
+        "warnings": data_warnings(train, splits["validation"], splits["test"], data),
     }
     source["oos_label"] = None if oos_as_class else oos_label
     source["group_column"] = group_column
@@ -456,8 +456,9 @@ def print_warnings(ds: Dataset) -> None:
         print(f"intentlab: warning: {w}", file=sys.stderr)
 
 
-def data_warnings(train: Split, validation: Split, test: Split) -> list[str]:
-    """Problems worth knowing that do not stop a run: duplicates, and test texts seen in training."""
+def data_warnings(train: Split, validation: Split, test: Split, data: str = "DATA") -> list[str]:
+    """Problems worth knowing that do not stop a run: duplicates, and test texts seen in training (with
+    the audit command that lists them, `data` being what --data was given)."""
     out = []
     seen = set(train.texts)
     dup = len(train.texts) - len(seen)
@@ -474,7 +475,10 @@ def data_warnings(train: Split, validation: Split, test: Split) -> list[str]:
     for name, split in (("validation", validation), ("test", test)):
         leak = sum(t in seen for t in split.texts)
         if leak:
-            out.append(f"{leak} {name} text(s) also appear in train: {name} scores are optimistic")
+            out.append(
+                f"{leak} {name} text(s) also appear in train: {name} scores are optimistic; "
+                f"list them with: intentlab audit --data {data} --out AUDIT"
+            )
     return out
 
 
