@@ -258,6 +258,7 @@ def main() -> None:
         ),
         *extra,
         *_oos_and_curve_inputs(work, good, common),
+        *_trust_inputs(work, run, good, common),
     ]
     out = [
         "# Bad input: what users see",
@@ -275,10 +276,11 @@ def main() -> None:
         args = [
             str(work / f"out-{i}") if a == str(work / "new") else a for a in args
         ]  # a fresh --out per case
-        if how and how[0] == "locked":
-            busy.acquire()  # another process is writing that folder
+        held = FolderLock(how[0]) if how and isinstance(how[0], Path) else busy
+        if how and (how[0] == "locked" or isinstance(how[0], Path)):
+            held.acquire()  # another process is writing that folder
         code, msg = cli(*args, preexec=how[0] if how and callable(how[0]) else None)
-        busy.release()
+        held.release()
         msg = msg.replace(str(work), "…").replace("|", "\\|")
         out.append(f"| {area} | {what} | {code} | {msg} | `{test}` |")
     out += _api_rows(run, work)
@@ -354,6 +356,145 @@ def _disk_full() -> None:
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+
+TRUST = "faults/test_trust_boundary.py::"
+
+
+def _trust_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[tuple]:
+    """Run folders and files from strangers (issue 35): each is refused in one line, quickly."""
+    import pickle
+
+    def damaged(name: str) -> Path:
+        folder = work / name
+        shutil.copytree(run, folder)
+        return folder
+
+    fifo = damaged("fifo-tokenizer")
+    (fifo / "model" / "tokenizer.json").unlink()
+    os.mkfifo(fifo / "model" / "tokenizer.json")
+    gone = damaged("no-tokenizer")
+    (gone / "model" / "tokenizer.json").unlink()
+    zero = damaged("zero-tokenizer")
+    (zero / "model" / "tokenizer.json").unlink()
+    (zero / "model" / "tokenizer.json").symlink_to("/dev/zero")
+    deep = damaged("deep-labels")
+    (deep / "model" / "labels.json").write_text('{"labels": ' + "[" * 5000 + "]" * 5000 + "}")
+    bomb = work / "bomb.yaml"
+    bomb.write_text(
+        'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nlr: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+    )
+    long_field = work / "long-field"
+    long_field.mkdir()
+    write_csv(
+        long_field / "train.csv", [*make_rows(10, seed=1), {"text": "x" * 1_100_000, "label": "top_up"}]
+    )
+    wide = work / "wide.csv"
+    wide.write_text(
+        ",".join(["text", "label", *(f"c{i}" for i in range(2000))]) + "\nhi,a" + ",0" * 2000 + "\n"
+    )
+    scored = damaged("scored")
+    subprocess.run([sys.executable, "-m", "intentlab", "ood", str(scored)], check=True, capture_output=True)
+    base = work / "pickled-base"
+    shutil.copytree(json.loads((run / "model" / "intentlab.json").read_text())["base_model"], base)
+    for f in base.glob("*.safetensors"):
+        f.unlink()
+    (base / "pytorch_model.bin").write_bytes(pickle.dumps({"weights": None}))
+    moved = damaged("pickled-base-run")
+    info = json.loads((moved / "model" / "intentlab.json").read_text())
+    (moved / "model" / "intentlab.json").write_text(json.dumps({**info, "base_model": str(base)}))
+    real = work / "realrun"
+    real.mkdir()
+    (work / "aliasrun").symlink_to(real)
+    refit = damaged("killed-refit")
+    child = (
+        "import os, signal, sys\nimport intentlab.training.writer as W\n"
+        "W._write_result = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "from intentlab.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    subprocess.run([sys.executable, "-c", child, "ood", str(refit)], capture_output=True)
+    forged = damaged("forged-export")
+    shutil.rmtree(forged / "model")
+    shutil.copytree(run / "model", forged / "m")
+    for f in (forged / "m").iterdir():
+        shutil.move(str(f), forged / f.name)
+    (forged / "model.onnx").write_bytes(b"not verified")
+    return [
+        (
+            "run folder",
+            "tokenizer.json is a FIFO",
+            ["predict", str(fifo), "hi"],
+            TRUST + "test_a_missing_or_irregular_tokenizer_is_refused",
+        ),
+        (
+            "run folder",
+            "tokenizer.json deleted",
+            ["predict", str(gone), "hi"],
+            TRUST + "test_a_missing_or_irregular_tokenizer_is_refused",
+        ),
+        (
+            "run folder",
+            "tokenizer.json a link to /dev/zero",
+            ["evaluate", str(zero)],
+            TRUST + "test_a_missing_or_irregular_tokenizer_is_refused",
+        ),
+        (
+            "run folder",
+            "labels.json nested 5,000 deep",
+            ["predict", str(deep), "hi"],
+            TRUST + "test_deep_json_in_run_files_and_a_pickled_base_model_are_one_line",
+        ),
+        (
+            "run folder",
+            "a base model folder holding a pickle",
+            ["predict", str(moved), "hi"],
+            TRUST + "test_deep_json_in_run_files_and_a_pickled_base_model_are_one_line",
+        ),
+        (
+            "run folder",
+            "predict after an `intentlab ood` killed between ood/ and result.json",
+            ["predict", str(refit), "hi"],
+            TRUST + "test_a_killed_ood_refit_is_detected_not_served_out_of_step",
+        ),
+        (
+            "run folder",
+            "serve an export's model.onnx that has no verification record",
+            ["serve", str(forged), "--backend", "onnxruntime", "--port", "0"],
+            TRUST + "test_a_killed_export_leaves_nothing_serve_would_trust",
+        ),
+        (
+            "CLI",
+            "--threshold inf",
+            ["predict", str(scored), "hi", "--threshold", "inf"],
+            TRUST + "test_threshold_inf_says_it_is_not_finite",
+        ),
+        (
+            "CLI",
+            "--out a symlink to a folder another process is writing",
+            ["train", "--method", "head", "--out", str(work / "aliasrun"), "--data", str(good), *common],
+            TRUST + "test_a_symlink_to_a_run_folder_takes_the_same_lock",
+            real,
+        ),
+        (
+            "config",
+            "a 366-byte YAML alias bomb as --config",
+            ["train", "--config", str(bomb), "--out", str(work / "new")],
+            TRUST + "test_unbounded_configs_fields_and_columns_are_refused",
+        ),
+        (
+            "data",
+            "a text field of 1.1 million characters",
+            ["train", "--method", "head", "--out", str(work / "new"), "--data", str(long_field), *common],
+            TRUST + "test_unbounded_configs_fields_and_columns_are_refused",
+        ),
+        (
+            "data",
+            "a CSV of 2,002 columns",
+            ["train", "--method", "head", "--out", str(work / "new"), "--data", str(wide), *common],
+            TRUST + "test_unbounded_configs_fields_and_columns_are_refused",
+        ),
+    ]
 
 
 def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[tuple]:
@@ -560,6 +701,36 @@ def _extra_inputs(work: Path, run: Path, good: Path, common: list[str]) -> list[
             ["compare", "--methods", "head,lora,head", *common, "--out", str(work / "c")],
             "test_hardening.py::test_option_errors_name_the_commands_own_options",
         ),
+        (
+            "audit",
+            "audit --relabel without --write-clean",
+            ["audit", "--data", str(good), "--out", str(work / "audit"), "--relabel"],
+            "test_audit.py::test_bad_options_are_one_line_errors",
+        ),
+        (
+            "audit",
+            "audit --folds 1",
+            ["audit", "--data", str(good), "--out", str(work / "audit"), "--folds", "1"],
+            "test_audit.py::test_bad_options_are_one_line_errors",
+        ),
+        (
+            "audit",
+            "audit of data with a single label",
+            ["audit", "--data", str(work / "one-class"), "--out", str(work / "audit")],
+            "test_audit.py::test_a_single_label_is_refused",
+        ),
+        (
+            "audit",
+            "audit --write-clean into the data's own folder",
+            ["audit", "--data", str(good), "--out", str(work / "audit"), "--write-clean", str(good)],
+            "test_audit.py::test_it_never_writes_over_other_files_or_its_input",
+        ),
+        (
+            "audit",
+            "audit --out --overwrite over a folder of the user's files",
+            ["audit", "--data", str(good), "--out", str(own_report), "--overwrite"],
+            "test_audit.py::test_it_never_writes_over_other_files_or_its_input",
+        ),
     ]
 
 
@@ -707,6 +878,41 @@ def _api_rows(run: Path, work: Path) -> list[str]:
             "test_a_failed_load_is_rolled_back_completely",
         ),
         (
+            "threshold 10**400 (beyond float's range)",
+            dict(content=b'{"texts": ["hi"], "adapter": "bank", "threshold": 1' + b"0" * 400 + b"}"),
+            "/v1/predict",
+            "post",
+            TRUST + "test_overflowing_and_infinite_thresholds_and_deep_json_are_4xx",
+        ),
+        (
+            "a body nested 1,000 deep",
+            dict(content=b'{"texts": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+            "/v1/predict",
+            "post",
+            TRUST + "test_overflowing_and_infinite_thresholds_and_deep_json_are_4xx",
+        ),
+        (
+            "a run whose model/ links outside the runs root, loaded at run time",
+            dict(json={"name": "sneaky", "run": "sneaky"}, headers=auth),
+            "/v1/adapters",
+            "post",
+            TRUST + "test_a_link_inside_a_run_to_outside_the_runs_root_is_refused",
+        ),
+        (
+            "a run whose intentlab.json is a FIFO, loaded at run time",
+            dict(json={"name": "fifo", "run": "fifo-info"}, headers=auth),
+            "/v1/adapters",
+            "post",
+            TRUST + "test_an_admin_load_of_a_fifo_or_a_huge_header_is_refused_and_serving_goes_on",
+        ),
+        (
+            "a run whose ood/ is corrupt, loaded at run time",
+            dict(json={"name": "badood", "run": "bad-ood"}, headers=auth),
+            "/v1/adapters",
+            "post",
+            TRUST + "test_a_failed_load_with_a_corrupt_ood_leaves_the_shared_base_as_it_was",
+        ),
+        (
             "corrupted adapter loaded at run time",
             dict(json={"name": "bad", "run": "corrupt-run"}, headers=auth),
             "/v1/adapters",
@@ -714,6 +920,21 @@ def _api_rows(run: Path, work: Path) -> list[str]:
             "test_corrupt_adapter_fails_cleanly_and_others_keep_working",
         ),
     ]
+    sneaky = work / "sneaky"
+    sneaky.mkdir()
+    for f in ("config.yaml", "result.json", "metrics.jsonl", "test_predictions.json"):
+        shutil.copy(run / f, sneaky / f)
+    outside = Path(tempfile.mkdtemp(prefix="intentlab-outside-"))
+    shutil.copytree(run / "model", outside / "model")
+    (sneaky / "model").symlink_to(outside / "model")
+    bad_ood = work / "bad-ood"
+    shutil.copytree(run, bad_ood)
+    subprocess.run([sys.executable, "-m", "intentlab", "ood", str(bad_ood)], check=True, capture_output=True)
+    (bad_ood / "ood" / "ood.json").write_text("{not json")
+    fifo = work / "fifo-info"
+    shutil.copytree(run, fifo)
+    (fifo / "model" / "intentlab.json").unlink()
+    os.mkfifo(fifo / "model" / "intentlab.json")
     with TestClient(app) as c:
         for what, kw, path, method, test in cases:
             r = getattr(c, method)(path, **kw)
@@ -724,10 +945,59 @@ def _api_rows(run: Path, work: Path) -> list[str]:
             )
             text = (json.dumps(detail)[:200] if r.status_code >= 400 else "served").replace(str(work), "…")
             text = text.replace("|", "\\|")
-            rows.append(f"| {what} | {r.status_code} | {text} | `test_serve.py::{test}` |")
+            where = test if "::" in test else f"test_serve.py::{test}"
+            rows.append(f"| {what} | {r.status_code} | {text} | `{where}` |")
+        for i in range(5):  # wrong admin tokens: five, then the client waits
+            c.post(
+                "/v1/adapters",
+                json={"name": "x", "run": "run"},
+                headers={"Authorization": f"Bearer guess{i}"},
+            )
+        r = c.post(
+            "/v1/adapters", json={"name": "x", "run": "run"}, headers={"Authorization": "Bearer guess"}
+        )
+        rows.append(
+            f"| a sixth wrong admin token in a minute | {r.status_code} | {json.dumps(r.json()['detail'])} | "
+            f"`{TRUST}test_wrong_admin_tokens_back_off_and_short_tokens_warn` |"
+        )
+        now = [0.0]  # a model-thread job that has run past stuck_after_s (an injected clock, no waiting)
+        app.state.batcher.clock = lambda: now[0]
+        app.state.batcher.busy[-1] = 0.0
+        now[0] = 1000.0
+        r = c.get("/healthz")
+        rows.append(
+            f"| /healthz while one model-thread job has run 1,000 s | {r.status_code} | {json.dumps(r.json()['status'])} | "
+            f"`{TRUST}test_healthz_reports_a_stuck_model_thread` |"
+        )
+        app.state.batcher.busy.clear()
         ok = c.post("/v1/predict", json={"texts": ["i lost my card"], "adapter": "bank"}).status_code
         rows.append(f"| a normal request after all of the above | {ok} | served | `test_serve.py` |")
+    shutil.rmtree(outside, ignore_errors=True)
+    rows.append(
+        f"| a request whose header block grows past 64 KB | {_header_flood(run)} | closed | `{TRUST}test_an_endless_header_block_gets_431` |"
+    )
     return rows
+
+
+def _header_flood(run: Path) -> str:
+    """The status a live server answers to a header block that never ends (socket level)."""
+    import socket
+
+    from intentlab.serving.app import create_app
+    from live_server import live_server
+
+    with live_server(create_app([str(run)])) as (_, port):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.settimeout(60)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(200):
+                s.sendall(b"X-Pad: " + b"a" * 1017 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply = s.recv(64)
+        s.close()
+    return reply.split(b"\r\n")[0].decode().removeprefix("HTTP/1.1 ")
 
 
 if __name__ == "__main__":

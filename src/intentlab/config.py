@@ -285,14 +285,36 @@ def merge(base: Config, overrides: dict[str, Any], source: str) -> Config:
     return base.replace(**changes)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a config never needs them, and a few hundred bytes of nested
+    aliases (a "billion laughs") expand into more than any machine can walk."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in intentlab files", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+MAX_YAML_BYTES = 1 * 2**20
+
+
 def read_yaml(path: str | Path, option: str = "--config") -> dict[str, Any]:
-    """Read a YAML mapping, turning every failure into a one-line UserError (naming `option`, where the
-    path came from, when the file is missing)."""
+    """Read a YAML mapping (at most 1 MB, no aliases), turning every failure into a one-line UserError
+    (naming `option`, where the path came from, when the file is missing)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file {p} not found. Pass an existing YAML file to {option}.")
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise UserError(
+            f"config file {p} is over {MAX_YAML_BYTES:,} bytes; a config is a few lines. Check the file."
+        )
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_NoAliasLoader)
+    except RecursionError:
+        raise UserError(f"config file {p} is nested too deeply to be a config. Fix it.") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(
             f"config file {p} is not valid UTF-8 YAML ({_first_line(e)}). Fix its syntax."

@@ -94,6 +94,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def real_path(path: str | Path) -> Path:
+    """`path` with every symlink resolved (also when it does not exist yet): what a lock keys on, so
+    that `--out run` and `--out alias` (a link to run) are one folder with one writer."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
 def check_folder_path(path: str | Path, flag: str = "--out") -> None:
     """A one-line UserError when `path`, or a folder above it, is a file: it can never be a folder."""
     full = Path(path).absolute()
@@ -114,6 +120,8 @@ class FolderLock:
     def __init__(self, folder: Path) -> None:
         from filelock import FileLock
 
+        # the real folder, symlinks resolved: two names for one folder take one lock
+        folder = real_path(folder)
         self.folder = folder
         self.owner = folder.with_name(f".{folder.name}.owner")
         self._lock = FileLock(str(folder.with_name(f".{folder.name}.lock")), timeout=0, thread_local=False)
@@ -209,8 +217,13 @@ class OutputDir:
         entries: frozenset[str] | None,
         complete: str,
         flag: str = "--out",
+        staged: bool = False,
     ) -> None:
-        self.path = Path(path).absolute()
+        self.path = real_path(path)
+        # staged: everything is written into `.NAME.partial-PID-TIME` and renamed into place at commit, so
+        # a kill leaves the old folder (or none), never a half-written one at the final name
+        self.staged = staged
+        self.partial: Path | None = None
         self.backup: Path | None = None
         self.claimed = False
         self.marker = marker
@@ -220,6 +233,10 @@ class OutputDir:
         try:
             for note in recover_replaced(self.path, marker, complete):
                 print(f"intentlab: {note}", file=sys.stderr)
+            for old in (
+                self.path.parent.glob(f".{self.path.name}.partial-*") if self.path.parent.is_dir() else []
+            ):
+                shutil.rmtree(old, ignore_errors=True)  # a killed writer's leftovers (we hold the lock)
             self._check(overwrite, entries, flag)
         except BaseException:
             self.release()
@@ -243,7 +260,13 @@ class OutputDir:
             )
 
     def claim(self) -> Path:
-        """Create the folder (moving an old one aside if overwriting). Call after inputs validated."""
+        """Create the folder (moving an old one aside if overwriting), or the staging folder that
+        `commit` renames into place. Call after inputs validated; write into what it returns."""
+        if self.staged:
+            self.partial = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}-{time.time_ns()}")
+            self.partial.mkdir(parents=True)
+            self.claimed = True
+            return self.partial
         if self.path.is_dir() and any(self.path.iterdir()):
             self.backup = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}-{time.time_ns()}")
             self.path.rename(self.backup)
@@ -252,6 +275,15 @@ class OutputDir:
         return self.path
 
     def commit(self) -> None:
+        if self.partial is not None:  # staged: the finished folder takes the final name now
+            share_modes(self.partial)
+            if self.path.exists():
+                self.backup = self.path.with_name(
+                    f".{self.path.name}.replaced-{os.getpid()}-{time.time_ns()}"
+                )
+                self.path.rename(self.backup)
+            self.partial.rename(self.path)
+            self.partial = None
         share_modes(self.path)  # one policy for everything an output folder holds (weights included)
         if self.backup is not None:
             shutil.rmtree(self.backup, ignore_errors=True)
@@ -260,9 +292,12 @@ class OutputDir:
 
     def abort(self) -> None:
         """Remove the half-written folder (if claimed); put back whatever was there before."""
-        if self.claimed:
+        if self.partial is not None:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            self.partial = None
+        elif self.claimed:
             shutil.rmtree(self.path, ignore_errors=True)
-            self.claimed = False
+        self.claimed = False
         if self.backup is not None:
             self.backup.rename(self.path)
             self.backup = None

@@ -61,6 +61,16 @@ def plant(run: Path, marker: Path) -> None:
                 "AutoConfig": "evil.EvilConfig",
             }
             cfg.write_text(json.dumps(data))
+    info = run / "model" / "intentlab.json"
+    if info.is_file():  # a stranger rewrites the recorded checksums too: loading must still run nothing
+        import hashlib
+
+        doc = json.loads(info.read_text())
+        folder = info.parent
+        doc["tokenizer_files"] = {
+            n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in doc.get("tokenizer_files", {})
+        }
+        info.write_text(json.dumps(doc))
 
 
 @pytest.fixture(scope="module")

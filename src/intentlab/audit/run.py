@@ -55,6 +55,7 @@ def run_audit(opts: AuditOptions, out: str | Path) -> AuditResult:
     """Audit `opts.data` into the folder `out` (claimed like a run folder: never over another's files)."""
     from intentlab.config import resolve
     from intentlab.methods import METHODS
+    from intentlab.models.storage import of_method
 
     I.import_cleanlab()  # a missing extra is a one-line error before any work
     if opts.method not in METHODS:
@@ -82,7 +83,7 @@ def run_audit(opts: AuditOptions, out: str | Path) -> AuditResult:
         seconds["features"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         y = np.asarray(data.ids())
-        if opts.method == "head":
+        if of_method(opts.method).frozen_encoder:  # the frozen encoder + head: a linear head on the features
             from intentlab.audit.crossval import head_probabilities
 
             probs = head_probabilities(features, y, opts.folds, opts.seed)

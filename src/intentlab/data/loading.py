@@ -34,6 +34,8 @@ BANKING77_URL = (
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "dev", "valid"), "test": ("test",)}
 EXTENSIONS = (".csv", ".jsonl", ".json", ".tsv")
 LABEL_CANDIDATES = ("label", "intent", "category", "labels")
+MAX_FIELD_CHARS = 1_000_000  # a text or label longer than this is refused (the tokenizer keeps ~128 tokens)
+MAX_COLUMNS = 1_000
 
 
 @dataclass
@@ -160,18 +162,33 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: invalid JSON ({e.msg}). Fix or remove that line.") from None
+            except RecursionError:
+                raise UserError(
+                    f"{path}:{n}: JSON nested too deeply to be a row. Fix or remove that line."
+                ) from None
             if not isinstance(row, dict):
                 raise UserError(
                     f'{path}:{n}: each JSONL line must be an object, like {{"text": ..., "label": ...}}.'
+                )
+            if len(row) > MAX_COLUMNS:
+                raise UserError(
+                    f"{path}:{n}: {len(row):,} fields in one row (at most {MAX_COLUMNS}). Check the file."
                 )
             rows.append(row)
         return rows
     if suffix not in (".csv", ".tsv"):
         raise UserError(f"{path}: unsupported file type {suffix!r}. Use .csv, .tsv, .jsonl or .json.")
-    csv.field_size_limit(1 << 30)  # long texts are truncated by the tokenizer, not refused here
+    # long texts are truncated by the tokenizer, not refused, up to a bound that keeps a stranger's file
+    # (one 100 MB field) from exhausting memory
+    csv.field_size_limit(MAX_FIELD_CHARS)
     try:
         reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",", strict=True)
         header = reader.fieldnames or []
+        if len(header) > MAX_COLUMNS:
+            raise UserError(
+                f"{path}: the header has {len(header):,} columns; a data file has a text and a label column "
+                f"(at most {MAX_COLUMNS} are read). Check the delimiter or the file."
+            )
         repeated = sorted({c for c in header if header.count(c) > 1})
         if repeated:
             raise UserError(
@@ -186,6 +203,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             rows.append(row)
         return rows
     except csv.Error as e:
+        if "field larger than field limit" in str(e):
+            raise UserError(
+                f"{path}:{reader.line_num}: a field of over {MAX_FIELD_CHARS:,} characters. Texts that long are "
+                "not queries: shorten or remove that row."
+            ) from None
         raise UserError(
             f"{path}:{reader.line_num}: malformed CSV ({e}). Fix the quoting on that line."
         ) from None
@@ -253,6 +275,8 @@ def read_split(
             label = ""
         if not isinstance(text, str) or not text.strip():
             problems.setdefault(f"an empty or non-text {tc!r}", n)
+        elif len(text) > MAX_FIELD_CHARS:
+            problems.setdefault(f"a text of over {MAX_FIELD_CHARS:,} characters", n)
         elif not valid_unicode(text) or not valid_unicode(label or ""):
             problems.setdefault("text that is not valid Unicode (a lone surrogate)", n)
         elif label is None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from intentlab.errors import UserError
-from intentlab.runs.files import CARD, EXPORT_MARKER, LABELS, MODEL_INFO, OOD, RESULT
+from intentlab.runs.files import CARD, EXPORT_MARKER, LABELS, MODEL_INFO, OOD
 
 PROB_TOLERANCE = 1e-4
 ONNX_TOLERANCE = 1e-3
@@ -55,7 +55,10 @@ def export_run(
     if not 0 <= min_agreement <= 1:
         raise UserError(f"--min-agreement must be within 0..1, got {min_agreement}.")
     run, out = Path(run), Path(out)
-    run_dir = OutputDir(out, overwrite, marker=EXPORT_MARKER, entries=None, complete=RESULT)
+    # staged: a killed export leaves no folder behind that serve could take for a verified one
+    run_dir = OutputDir(
+        out, overwrite, marker=EXPORT_MARKER, entries=None, complete=EXPORT_MARKER, staged=True
+    )
     try:
         report = _export(run, run_dir, merge, onnx, data_dir, quantize, min_agreement)
     except BaseException:
@@ -130,6 +133,7 @@ def _export(
             kind, loading = "intentlab adapter (mean pooling: load it with intentlab)", "intentlab"
             shutil.copytree(folder / "adapter", target / "adapter")
             loaded.tokenizer.save_pretrained(target)
+            _record_tokenizer(target, loaded)
             check("intentlab adapter", load_model(target).model)
     else:
         model = loaded.storage.merged(loaded.model)
@@ -145,6 +149,7 @@ def _export(
         check("transformers", hf.load_transformers(target, remote_code=not standard))
         if onnx:
             _onnx(model, loaded.tokenizer, target, cfg.max_length, ids, ref, y, quantize, artifacts)
+    _record_tokenizer(target, loaded)
     write_card(run, target / CARD, kind=f"exported: {kind}", loading=loading)
     report = {"kind": kind, "standard": standard, "n": len(ids), "artifacts": artifacts}
     (target / EXPORT_MARKER).write_text(json.dumps(report, indent=2))
@@ -160,6 +165,19 @@ def _export(
             f"{json.dumps({n: artifacts[n] for n in failed})}). Nothing was kept."
         )
     return report
+
+
+def _record_tokenizer(target: Path, loaded: Any) -> None:
+    """The export's intentlab.json with the checksums of the tokenizer files it holds (the export's
+    own copies, which `predict` and `serve` check like a run's)."""
+    from dataclasses import replace
+
+    from intentlab.models.io import write_model_info
+    from intentlab.runs.safe_files import sha256_regular
+
+    names = [n for n in loaded.info.tokenizer_files if (target / n).is_file()]
+    info = replace(loaded.info, tokenizer_files={n: sha256_regular(target / n) for n in names})
+    write_model_info(target, info, loaded.labels)
 
 
 def _onnx(

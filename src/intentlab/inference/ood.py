@@ -16,7 +16,7 @@ matrix, normalised training features).
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 
 from intentlab.errors import UserError
 from intentlab.runs.files import OOD
+from intentlab.runs.safe_files import check_safetensors, read_json
 
 SCORERS = ("msp", "energy", "mahalanobis", "knn")
 FEATURE_SCORERS = ("mahalanobis", "knn")
@@ -167,6 +168,9 @@ def choose(
 
 
 # ----------------------------------------------------------------------------- storage
+STATE_FILES = ("ood.json", "state.safetensors")
+
+
 def save(state: OodState, folder: Path, summary: dict[str, Any]) -> None:
     """Write ood.json and state.safetensors into `folder` (the run writer's temporary `ood/`)."""
     from safetensors.numpy import save_file
@@ -188,19 +192,39 @@ def save(state: OodState, folder: Path, summary: dict[str, Any]) -> None:
     write_json_atomic(folder / "ood.json", {"format": FORMAT, **meta, "summary": summary})
 
 
-def load(run: Path, num_labels: int) -> OodState | None:
-    """The fitted state of a run (None when it has none), checked before use."""
+def checksum(folder: Path) -> str:
+    """SHA-256 over ood.json and state.safetensors: what the run record stores to tie the two together."""
+    import hashlib
+
+    from intentlab.runs.safe_files import sha256_regular
+
+    return hashlib.sha256("".join(sha256_regular(folder / f) for f in STATE_FILES).encode()).hexdigest()
+
+
+def load(run: Path, num_labels: int, expected_sha256: str | None = None) -> OodState | None:
+    """The fitted state of a run (None when it has none), checked before use; with `expected_sha256`
+    (the record's), a state that is not the one the record measured is refused."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     folder = run / OOD
-    if not (folder / "ood.json").is_file():
+    if not os.path.lexists(folder / "ood.json"):
+        if expected_sha256 is not None:  # the record measured a state that is gone
+            raise UserError(
+                f"{folder} is missing though {run}/result.json measured one. Refit it: intentlab ood {run}."
+            )
         return None
     bad = UserError(f"{folder} is corrupt. Refit it: intentlab ood {run}.")
+    if expected_sha256 is not None and checksum(folder) != expected_sha256:
+        raise UserError(
+            f"{folder} is not the state {run}/result.json measured (an interrupted `intentlab ood`?). "
+            f"Refit it: intentlab ood {run}."
+        )
     try:
-        meta = json.loads((folder / "ood.json").read_text(encoding="utf-8"))
+        meta = read_json(folder / "ood.json")
+        check_safetensors(folder / "state.safetensors")
         arrays = load_file(str(folder / "state.safetensors"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, SafetensorError):
+    except (OSError, SafetensorError, UserError):
         raise bad from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise bad

@@ -15,11 +15,12 @@ the run was trained in bf16 (or `bf16` asks for it) and this machine runs it fas
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from intentlab.errors import UserError
 from intentlab.inference.engine import Placement, TorchBackend
 from intentlab.inference.predictor import BaselineBackend, Predictor
-from intentlab.runs.files import CONFIG, MODEL, ONNX_FP32, ONNX_INT8, RESULT
+from intentlab.runs.files import CONFIG, EXPORT_MARKER, MODEL, ONNX_FP32, ONNX_INT8, RESULT
 from intentlab.runs.record import RunResult, load_result, read_config
 
 BACKENDS = ("torch", "onnxruntime")
@@ -46,7 +47,6 @@ def open_run(
     """Open a run folder (or an export folder) for inference, with its out-of-scope scorer and
     temperature unless `ood` is False. `backend="onnxruntime"` opens an export's `model.onnx`
     (int8 when exported, unless `onnx_file` names one)."""
-    from intentlab.inference.ood import load as load_ood
     from intentlab.models.io import load_model, model_folder
     from intentlab.models.loading import quiet_transformers
     from intentlab.models.storage import storage
@@ -62,8 +62,8 @@ def open_run(
         return _open_onnx(run, onnx_file, onnx_threads, ood)
     folder = model_folder(run)
     info, labels = read_model_info(folder)
-    state = load_ood(folder.parent, len(labels)) if ood else None
     result = _record(folder.parent)
+    state = run_ood(folder.parent, result, len(labels)) if ood else None
     kind = storage(info.weights)
     if not kind.encoder:
         return Predictor(BaselineBackend(folder, labels), labels, info, state, result, kind)
@@ -78,6 +78,71 @@ def open_run(
     return Predictor(backend_, loaded.labels, loaded.info, state, result, kind)
 
 
+ARTIFACT_OF = {ONNX_FP32: "onnx", ONNX_INT8: "onnx int8"}  # export_verification.json's name for each file
+
+
+def _check_verified(folder: Path, file: str) -> None:
+    """Serve an ONNX file only when its export finished and verified it: `export_verification.json`
+    names it. (A killed export leaves no such record: an unverified, unquantized model.onnx is refused.)"""
+    from intentlab.runs.safe_files import read_json
+
+    try:
+        record = read_json(folder / EXPORT_MARKER)
+    except FileNotFoundError:
+        record = None
+    artifacts = record.get("artifacts") if isinstance(record, dict) else None
+    if not isinstance(artifacts, dict) or ARTIFACT_OF.get(file) not in artifacts:
+        raise UserError(
+            f"{folder / file} has no verification record ({EXPORT_MARKER} does not name it): the export did not "
+            f"finish. Export the run again: intentlab export RUN --out {folder} --onnx --overwrite."
+        )
+
+
+def check_run_files(run: str | Path, root: Path | None = None, backend: str = "torch") -> None:
+    """Every file check a load needs, and nothing that builds a model: quick, and safe to run off the
+    model thread with a deadline (`serve`'s admin loads do). Regular files only (no FIFO, device or
+    symlink), JSON parsed within size and depth, safetensors headers bounded, the tokenizer's files
+    what the run saved, and with `root`, every entry inside it."""
+    from intentlab.models.io import check_tokenizer_files, model_folder
+    from intentlab.models.storage import storage
+    from intentlab.runs.model_info import read_model_info
+    from intentlab.runs.safe_files import check_inside, check_safetensors, read_json
+
+    run = Path(run)
+    if root is not None:
+        check_inside(root, run)
+    onnx = backend == "onnxruntime"
+    folder = run if onnx else model_folder(run)
+    info, _ = read_model_info(folder)
+    if onnx:
+        read_json(folder / EXPORT_MARKER)
+    else:
+        load_result(run)
+        for name in storage(info.weights).files:
+            path = folder / name
+            (check_safetensors if name.endswith(".safetensors") else read_json)(path)
+    if storage(info.weights).encoder:
+        check_tokenizer_files(folder, info)
+    state = (folder if onnx else run) / "ood"
+    if (state / "ood.json").exists():
+        read_json(state / "ood.json")
+        check_safetensors(state / "state.safetensors")
+
+
+def run_ood(run: Path, result: RunResult | None, num_labels: int) -> Any:
+    """A run's fitted out-of-scope state, if any, and only the one its record measured: an ood/ that
+    the record never measured, or measured differently (a killed `intentlab ood`), is refused."""
+    from intentlab.inference.ood import load as load_ood
+
+    if result is not None and result.ood is None and (run / "ood" / "ood.json").exists():
+        raise UserError(
+            f"{run}/ood was never measured by its result.json (an interrupted `intentlab ood`?). "
+            f"Refit it: intentlab ood {run}."
+        )
+    expected = result.ood.state_sha256 if result is not None and result.ood is not None else None
+    return load_ood(run, num_labels, expected)
+
+
 def _record(folder: Path) -> RunResult | None:
     """The run's record; None for an export folder without one."""
     return load_result(folder) if (folder / RESULT).is_file() or (folder / CONFIG).is_file() else None
@@ -87,7 +152,7 @@ def _open_onnx(folder: Path, onnx_file: str | None, threads: int | None, ood: bo
     """An `intentlab export --onnx` folder on ONNX Runtime: int8 when it has one, else fp32."""
     from intentlab.inference.onnx import OnnxBackend
     from intentlab.inference.ood import load as load_ood
-    from intentlab.models.loading import load_tokenizer
+    from intentlab.models.io import run_tokenizer
     from intentlab.models.storage import storage
     from intentlab.runs.model_info import read_model_info
 
@@ -103,9 +168,10 @@ def _open_onnx(folder: Path, onnx_file: str | None, threads: int | None, ood: bo
             f"{folder} has no {' or '.join(candidates)}. Export the run first: "
             f"intentlab export RUN --out {folder} --merge --onnx [--quantize int8]."
         )
+    _check_verified(folder, path.name)
     info, labels = read_model_info(folder)
     backend = OnnxBackend(  # no spinning: idle ORT threads would take the CPU from the HTTP side
-        path, load_tokenizer(str(folder)), info.max_length, threads=threads, spinning=False
+        path, run_tokenizer(folder, info), info.max_length, threads=threads, spinning=False
     )
     state = load_ood(folder, len(labels)) if ood else None
     result = load_result(folder) if (folder / RESULT).is_file() else None

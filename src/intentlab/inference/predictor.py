@@ -66,15 +66,23 @@ class Decider:
         """A threshold override, checked against the chosen scorer's range (a UserError if outside)."""
         if threshold is None:
             return None
+        try:
+            value = float(threshold)  # an integer beyond float's range: OverflowError
+        except (OverflowError, TypeError, ValueError):
+            raise UserError(
+                f"threshold {str(threshold)[:40]} is not a usable number. Pick a finite number."
+            ) from None
+        if not math.isfinite(value):
+            raise UserError(f"threshold {value} is not a finite number. Pick a finite number.")
         if self.ood is None:
             raise UserError("this run has no out-of-scope scorer to threshold. Fit one: intentlab ood RUN.")
         low, high = SCORE_RANGES.get(self.ood.chosen, (-math.inf, math.inf))
-        if not (math.isfinite(threshold) and low <= threshold <= high):
+        if not low <= value <= high:
             raise UserError(
                 f"threshold {threshold} is outside the range of the {self.ood.chosen} scorer "
                 f"([{low:g}, {high:g}]). Pick a value inside it."
             )
-        return float(threshold)
+        return value
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return softmax(logits, self.ood.temperature if self.ood else 1.0)

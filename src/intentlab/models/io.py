@@ -13,6 +13,7 @@ Everything read here may come from a stranger: the folder's description is check
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from intentlab.models.loading import load_tokenizer
 from intentlab.models.storage import Storage, of_method, storage
 from intentlab.runs.files import LABELS, MODEL, MODEL_INFO
 from intentlab.runs.model_info import ModelInfo, read_model_info, record_only
+from intentlab.runs.safe_files import sha256_regular
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -43,8 +45,13 @@ def checkpoint_bytes(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.suffix in WEIGHT_SUFFIXES)
 
 
-def model_info_for(cfg: Config, labels: list[str]) -> ModelInfo:
-    """What a run of `cfg` records about its model."""
+def model_info_for(
+    cfg: Config,
+    labels: list[str],
+    tokenizer_files: dict[str, str] | None = None,
+    vocab_size: int | None = None,
+) -> ModelInfo:
+    """What a run of `cfg` records about its model (and its tokenizer's files and vocabulary size)."""
     return ModelInfo(
         method=cfg.method,
         weights=of_method(cfg.method).kind,
@@ -53,6 +60,8 @@ def model_info_for(cfg: Config, labels: list[str]) -> ModelInfo:
         dropout=cfg.dropout,
         num_labels=len(labels),
         max_length=cfg.max_length,
+        tokenizer_files=tokenizer_files or {},
+        vocab_size=vocab_size,
     )
 
 
@@ -63,10 +72,13 @@ def save_model(model: Any, cfg: Config, tokenizer: Any, labels: list[str], out: 
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    files: dict[str, str] = {}
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
+        files = {p.name: sha256_regular(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     of_method(cfg.method).save(model, tmp)
-    write_model_info(tmp, model_info_for(cfg, labels), labels)
+    vocab = len(tokenizer) if tokenizer is not None else None
+    write_model_info(tmp, model_info_for(cfg, labels, files, vocab), labels)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return checkpoint_bytes(out)
@@ -101,7 +113,7 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
         raise record_only(folder.parent, ", ".join(f"{MODEL}/{f}" for f in missing))
     base = base_model or info.base_model
     try:
-        return _load_weights(folder, info, labels, base, load_tokenizer(str(folder)), kind)
+        return _load_weights(folder, info, labels, base, run_tokenizer(folder, info), kind)
     except ModelNotFound as e:  # --model is not the fix here (predict/serve have none)
         if e.name != base:  # the run's own tokenizer or encoder config: its files are damaged
             raise UserError(
@@ -111,6 +123,50 @@ def load_model(path: str | Path, base_model: str | None = None) -> LoadedModel:
             f"{folder.parent} was trained on the base model {e.name!r}, which cannot be loaded here "
             f"({e.reason}). Run the command where that folder or Hugging Face id is reachable."
         ) from None
+
+
+def check_tokenizer_files(folder: Path, info: ModelInfo) -> None:
+    """The run's tokenizer files are there, regular, and what the run saved (their recorded checksums);
+    runs saved before checksums were recorded need a vocabulary file at least. Without this a missing
+    or replaced tokenizer.json made transformers build a 5-token vocabulary and predict garbage."""
+    if info.tokenizer_files:
+        for name, sha in info.tokenizer_files.items():
+            try:
+                ok = sha256_regular(folder / name) == sha
+            except FileNotFoundError:
+                raise UserError(
+                    f"{folder / name} is missing: the run's files are corrupt (an incomplete tokenizer); "
+                    "train the run again."
+                ) from None
+            if not ok:
+                raise UserError(
+                    f"{folder / name} is not the tokenizer the run saved (its checksum differs). "
+                    "The run's files are corrupt; train the run again."
+                )
+        return
+    vocab = [
+        folder / n
+        for n in ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+    ]
+    present = [p for p in vocab if os.path.lexists(p)]
+    if not present:
+        raise UserError(
+            f"{folder} has no tokenizer vocabulary (tokenizer.json or vocab.txt). Train the run again."
+        )
+    for p in present:
+        sha256_regular(p)  # regular files only: a FIFO or a link to /dev/zero is refused here
+
+
+def run_tokenizer(folder: Path, info: ModelInfo) -> Any:
+    """The run's own tokenizer, checked (`check_tokenizer_files`) and of the vocabulary size it had."""
+    check_tokenizer_files(folder, info)
+    tokenizer = load_tokenizer(str(folder))
+    want = info.vocab_size
+    if want is not None and len(tokenizer) != want:
+        raise UserError(
+            f"the tokenizer in {folder} has {len(tokenizer):,} tokens; the run saved one of {want:,}. Train the run again."
+        )
+    return tokenizer
 
 
 def not_an_encoder_run(run: Path) -> UserError:
@@ -125,6 +181,7 @@ def _load_weights(
 ) -> LoadedModel:
     from safetensors import SafetensorError
 
+    kind.check(folder)
     try:
         model = kind.load(folder, info, labels, base)
     except (SafetensorError, RuntimeError, OSError, ValueError) as e:
@@ -132,5 +189,11 @@ def _load_weights(
             f"cannot load the weights in {folder} ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
             "The files are corrupt or were written for another base model; train the run again."
         ) from None
+    vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+    if info.vocab_size is None and vocab and not vocab // 2 <= len(tokenizer) <= vocab:
+        raise UserError(
+            f"the tokenizer in {folder} has {len(tokenizer):,} tokens for an encoder of {vocab:,}: it is not the "
+            "run's tokenizer. Train the run again."
+        )
     model.eval()
     return LoadedModel(model, tokenizer, labels, info, kind)

@@ -8,6 +8,7 @@ loaded is a one-line `ModelNotFound`.
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,11 @@ def load_encoder(name: str, pooling: str, config_only: bool = False, **options: 
             encoder = AutoModel.from_pretrained(path, trust_remote_code=False, **options)
     except (OSError, ValueError) as e:
         raise ModelNotFound(name, str(e).splitlines()[0][:160], MODEL_FIX) from None
+    except (
+        pickle.UnpicklingError
+    ):  # a pickled checkpoint that torch.load(weights_only=True) refused: no code ran
+        reason = "its weights are a pickle that intentlab does not load; give safetensors weights"
+        raise ModelNotFound(name, reason, MODEL_FIX) from None
     if pooling != "cls" and getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None  # unused: would hold frozen weights and break DDP's unused-parameter check
     return encoder

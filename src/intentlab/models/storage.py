@@ -54,6 +54,15 @@ class Storage:
     def weights_of(self, folder: Path) -> Iterable[Path]:
         return (folder / f for f in self.files)
 
+    def check(self, folder: Path) -> None:
+        """The kind's safetensors files are regular files with bounded headers (`runs/safe_files`),
+        checked before safetensors parses them whole."""
+        from intentlab.runs.safe_files import check_safetensors
+
+        for path in self.weights_of(folder):
+            if path.suffix == ".safetensors":
+                check_safetensors(path)
+
 
 class FullWeights(Storage):
     kind = FULL

@@ -22,6 +22,7 @@ import numpy as np
 
 from intentlab.errors import UserError
 from intentlab.runs.model_info import LEGACY_PICKLE, legacy_pickle
+from intentlab.runs.safe_files import check_safetensors, read_json
 
 FORMAT = "intentlab.tfidf-linearsvc/1"
 NAME = "tfidf-word1-2+char2-5-linearsvc"
@@ -101,7 +102,8 @@ def load(folder: Path, labels: list[str]) -> Any:
     if (folder / LEGACY_PICKLE).is_file() and not (folder / VOCAB_FILE).is_file():
         raise legacy_pickle(folder)
     try:
-        vocabs = _check_vocab(folder, json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8")))
+        vocabs = _check_vocab(folder, read_json(folder / VOCAB_FILE, max_bytes=256 * 2**20))
+        check_safetensors(folder / ARRAYS_FILE)
         arrays = load_file(str(folder / ARRAYS_FILE))
     except FileNotFoundError as e:
         raise _corrupt(folder, f"{Path(e.filename or '?').name} missing") from None

@@ -7,8 +7,7 @@ admin checks and the writer read it.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,10 @@ from intentlab.config import POOLINGS
 from intentlab.errors import UserError
 from intentlab.methods import ENCODER_KINDS, STORAGE_KINDS
 from intentlab.runs.files import LABELS, MODEL_INFO
+from intentlab.runs.safe_files import read_json
 
 MAX_LENGTH_RANGE = (8, 8192)
+MAX_INFO_BYTES = 1 * 2**20
 LEGACY_PICKLE = "baseline.pkl"  # how intentlab before 0.1 stored the baseline: refused, never unpickled
 
 
@@ -33,9 +34,15 @@ class ModelInfo:
     num_labels: int
     max_length: int = 128
     schema_version: int = 1
+    # the tokenizer's files (name -> SHA-256) and vocabulary size when the run was saved; empty/None in
+    # runs saved before they were recorded
+    tokenizer_files: dict[str, str] = field(default_factory=dict)
+    vocab_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        if not out["tokenizer_files"]:
+            del out["tokenizer_files"], out["vocab_size"]  # a TF-IDF run has no tokenizer
         return {"schema_version": out.pop("schema_version"), **out}
 
 
@@ -63,6 +70,14 @@ def _problems(info: Any, labels: Any) -> list[str]:
     dropout = info.get("dropout")
     if type(dropout) not in (int, float) or not 0 <= dropout < 1:
         p.append(f"dropout must be a number in [0, 1), got {dropout!r}")
+    files = info.get("tokenizer_files", {})
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and "/" not in k and isinstance(v, str) and len(v) == 64 for k, v in files.items()
+    ):
+        p.append("tokenizer_files must map file names to SHA-256 checksums")
+    vocab = info.get("vocab_size")
+    if vocab is not None and (type(vocab) is not int or vocab < 1):
+        p.append(f"vocab_size must be a positive integer, got {vocab!r}")
     max_length = info.get("max_length", 128)
     low, high = MAX_LENGTH_RANGE
     if type(max_length) is not int or not low <= max_length <= high:
@@ -89,6 +104,8 @@ def parse_model_info(info: Any, labels_doc: Any, folder: Path) -> tuple[ModelInf
         schema_version=int(info.get("schema_version", 1))
         if type(info.get("schema_version", 1)) is int
         else 1,
+        tokenizer_files=dict(info.get("tokenizer_files") or {}),
+        vocab_size=info.get("vocab_size"),
     )
     return typed, list(labels)
 
@@ -96,8 +113,8 @@ def parse_model_info(info: Any, labels_doc: Any, folder: Path) -> tuple[ModelInf
 def read_model_info(folder: Path) -> tuple[ModelInfo, list[str]]:
     """The checked intentlab.json and label list of a model folder (any problem: one UserError)."""
     try:
-        info = json.loads((folder / MODEL_INFO).read_text(encoding="utf-8"))
-        labels_doc = json.loads((folder / LABELS).read_text(encoding="utf-8"))
+        info = read_json(folder / MODEL_INFO, MAX_INFO_BYTES)
+        labels_doc = read_json(folder / LABELS)
     except FileNotFoundError:
         from intentlab.runs.files import RESULT
 
@@ -109,7 +126,7 @@ def read_model_info(folder: Path) -> tuple[ModelInfo, list[str]]:
             f"{folder} holds no intentlab model ({MODEL_INFO} or {LABELS} missing). "
             "Pass a run folder written by `intentlab train`."
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError, RecursionError) as e:
+    except OSError as e:
         raise UserError(
             f"{folder}: {MODEL_INFO} or {LABELS} is unreadable ({type(e).__name__}). Train the run again."
         ) from None

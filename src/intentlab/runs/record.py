@@ -154,6 +154,7 @@ class OodSummary:
     calibration: dict[str, Any] = field(default_factory=dict)
     oos_rows: dict[str, int] = field(default_factory=dict)
     probabilistic: bool = True
+    state_sha256: str | None = None  # of ood/'s state (inference/ood.checksum): which state these numbers are
 
     @property
     def chosen_metrics(self) -> dict[str, Any]:
@@ -271,10 +272,12 @@ def load_result(run: str | Path) -> RunResult:
             f"run {run} is incomplete (no {RESULT}): it was interrupted or is still running. "
             "Resume it with `intentlab train --resume` or train it again."
         )
+    from intentlab.runs.safe_files import read_json
+
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is corrupt ({e}). Train the run again.") from None
+        result = read_json(path)
+    except UserError as e:
+        raise UserError(f"{e} Train the run again.") from None
     meta = result.get("meta") if isinstance(result, dict) else None
     version = meta.get("schema_version") if isinstance(meta, dict) else None
     if version not in READABLE_SCHEMAS:

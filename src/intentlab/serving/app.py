@@ -13,9 +13,11 @@ get a 4xx naming the limit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
+import sys
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -29,10 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from intentlab.data.loading import valid_unicode
 from intentlab.errors import UserError
 from intentlab.hardware import usable_cores
+from intentlab.inference.opener import check_run_files
 from intentlab.serving.batcher import AdapterGone, Batcher
 from intentlab.serving.http import BodyLimit, listening_socket, server_config
 from intentlab.serving.registry import NAME_RE, Registry
 from intentlab.serving.runtime import Limits
+
+MIN_TOKEN_CHARS = 16
 
 
 class PredictRequest(BaseModel):
@@ -68,6 +73,8 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
     raw = await request.body()
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise HTTPException(422, "the body is nested too deeply to be a request") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise HTTPException(422, f"the body is not valid JSON ({str(e)[:120]})") from None
     try:
@@ -139,7 +146,13 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     _predict_routes(app, registry, batcher, limits)
     token = admin_token or os.environ.get("INTENTLAB_ADMIN_TOKEN") or None
-    _admin_routes(app, registry, batcher, token, Path(runs_root or os.getcwd()).resolve())
+    if token and len(token) < MIN_TOKEN_CHARS:
+        print(
+            f"intentlab serve: warning: the admin token has {len(token)} characters; use {MIN_TOKEN_CHARS} or more "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            file=sys.stderr,
+        )
+    _admin_routes(app, registry, batcher, token, Path(runs_root or os.getcwd()).resolve(), limits)
     page = (resources.files("intentlab.serving") / "static" / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -165,14 +178,18 @@ def _check_texts(texts: list[str], limits: Limits) -> None:
 
 def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: Limits) -> None:
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {
-            "status": "ok",
+    async def healthz() -> Response:
+        busy = batcher.busiest()
+        stuck = busy > limits.stuck_after_s
+        body = {
+            "status": "stuck" if stuck else "ok",
+            "model_thread_busy_s": round(busy, 3),
             "adapters": len(registry.entries),
             "shared_bases": len(registry.bases),
             "requests": batcher.requests,
             "batches": batcher.batches,
         }
+        return Response(json.dumps(body), status_code=503 if stuck else 200, media_type="application/json")
 
     @app.get("/v1/adapters")
     async def list_adapters() -> dict[str, Any]:
@@ -210,16 +227,36 @@ def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: 
         return Response(json.dumps(body).encode(), media_type="application/json")  # no per-field re-encoding
 
 
-def _admin_routes(app: FastAPI, registry: Registry, batcher: Batcher, token: str | None, root: Path) -> None:
+def _admin_routes(
+    app: FastAPI, registry: Registry, batcher: Batcher, token: str | None, root: Path, limits: Limits
+) -> None:
+    failures: dict[str, list[float]] = {}  # client -> times of its recent wrong tokens (batcher's clock)
+
     def admin(request: Request) -> None:
         if not token:
             raise HTTPException(
                 403,
                 "runtime loading is disabled: start the server with INTENTLAB_ADMIN_TOKEN or --admin-token-file",
             )
+        client = request.client.host if request.client else "?"
+        now = batcher.clock()
+        recent = [t for t in failures.get(client, []) if now - t < limits.admin_lockout_s]
+        if len(recent) >= limits.admin_failures:
+            wait = limits.admin_lockout_s - (now - recent[0])
+            raise HTTPException(
+                429,
+                f"too many wrong admin tokens from {client}; try again in {wait:.0f} s",
+                {"Retry-After": f"{wait:.0f}"},
+            )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme != "Bearer" or not secrets.compare_digest(given.encode(), token.encode()):
+            failures[client] = [*recent, now]
+            print(
+                f"intentlab serve: wrong admin token from {client} ({len(recent) + 1} in a row)",
+                file=sys.stderr,
+            )
             raise HTTPException(401, "missing or wrong admin token (Authorization: Bearer TOKEN)")
+        failures.pop(client, None)
 
     @app.post("/v1/adapters", status_code=201, openapi_extra=_schema(LoadRequest))
     async def load_adapter(request: Request) -> dict[str, Any]:
@@ -235,6 +272,17 @@ def _admin_routes(app: FastAPI, registry: Registry, batcher: Batcher, token: str
             raise HTTPException(400, f"run path must be inside the runs root {root}")
         if req.name in registry.entries:
             raise HTTPException(409, f"adapter {req.name!r} is already loaded")
+        try:  # every file check off the model thread, within a deadline: a bad folder cannot stall serving
+            await asyncio.wait_for(
+                asyncio.to_thread(check_run_files, path, root, registry.backend), limits.load_check_s
+            )
+        except asyncio.TimeoutError:
+            raise HTTPException(
+                422,
+                f"the checks of run {req.run} did not finish within {limits.load_check_s:g} s; not loaded",
+            ) from None
+        except UserError as e:
+            raise HTTPException(422, str(e)) from None
         try:
             entry = await batcher.run(registry.load, req.name, path)
         except UserError as e:
@@ -275,6 +323,7 @@ def serve(runs: list[str], host: str, port: int, **kwargs: Any) -> None:
         port = sock.getsockname()[1]
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         print(f"serving {len(runs)} run(s) on http://{where} (page at /, API docs at /docs)", flush=True)
-        uvicorn.Server(server_config(app, host, port, limits.header_timeout_s)).run(sockets=[sock])
+        config = server_config(app, host, port, limits.header_timeout_s, limits.max_header_bytes)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()

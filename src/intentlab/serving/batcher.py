@@ -25,6 +25,9 @@ on its own worker thread (and, in `serve`, with a share of the CPU cores each).
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +60,7 @@ class Batcher:
         max_batch_texts: int = 256,
         parallel: int = 1,
         threads: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if parallel > 1 and registry.backend != "onnxruntime":
             raise ValueError(
@@ -78,6 +82,8 @@ class Batcher:
         self.tasks: list[asyncio.Task[None]] = []
         self.batches = 0  # forward passes run
         self.requests = 0  # requests received (requests / batches: the mean batch, in requests)
+        self.clock = clock  # injected by tests: no test waits for a real deadline
+        self.busy: dict[int, float] = {}  # model-thread job -> when it started (clock)
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -88,13 +94,27 @@ class Batcher:
             task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    def _timed(self, fn: Any, *args: Any) -> Any:
+        """On the model thread: `fn(*args)`, with its start time kept while it runs (`busiest`)."""
+        key = threading.get_ident()
+        self.busy[key] = self.clock()
+        try:
+            return fn(*args)
+        finally:
+            self.busy.pop(key, None)
+
+    def busiest(self) -> float:
+        """Seconds the longest-running model-thread job has been running (0: idle)."""
+        now = self.clock()
+        return max((now - t for t in list(self.busy.values())), default=0.0)
+
     def call(self, fn: Any, *args: Any) -> Any:
         """Run `fn(*args)` on the model thread and wait for it (outside the event loop: start-up)."""
-        return self.executor.submit(fn, *args).result()
+        return self.executor.submit(self._timed, fn, *args).result()
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """Run `fn(*args)` on the model thread (loading and unloading adapters go through here)."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._timed, fn, *args)
 
     async def predict(
         self, adapter: str, ids: list[list[int]], top_k: int, threshold: float | None = None

@@ -21,16 +21,38 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from intentlab.errors import UserError
 
+HEADER_431 = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
 HEADER_408 = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
     b"content-length: %d\r\n\r\n%s"
 )
 
 
+def _too_large(protocol: Any, waiting: bool, data: bytes) -> bool:
+    """Count header bytes while the headers are incomplete; past the limit, answer 431 and close (an
+    endless header block would otherwise grow the server's memory within the header deadline)."""
+    if not waiting:
+        protocol._header_bytes = 0
+        return False
+    protocol._header_bytes = getattr(protocol, "_header_bytes", 0) + len(data)
+    if protocol._header_bytes <= protocol.max_header_bytes:
+        return False
+    _disarm(protocol)
+    body = json.dumps({"detail": f"request headers over {protocol.max_header_bytes} bytes"}).encode()
+    if not protocol.transport.is_closing():
+        protocol.transport.write(HEADER_431 % (len(body), body))
+        protocol.transport.close()
+    return True
+
+
 class RequestDeadlineProtocol(H11Protocol):
-    """h11 protocol that closes connections whose request headers do not arrive in time."""
+    """h11 protocol that closes connections whose request headers do not arrive in time, or are too long."""
 
     header_timeout_s = 10.0
+    max_header_bytes = 64 * 1024
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -40,6 +62,8 @@ class RequestDeadlineProtocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._header_timer is None and self.conn.their_state is h11.IDLE:
             self._arm()  # a new request on a kept-alive connection
+        if _too_large(self, self.conn.their_state is h11.IDLE, data):
+            return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._disarm()  # the request line and headers are in
@@ -87,11 +111,17 @@ def _httptools_protocol() -> type | None:
 
     class HttpToolsDeadlineProtocol(HttpToolsProtocol):
         header_timeout_s = 10.0
+        max_header_bytes = 64 * 1024
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._headers_in = False
             _arm(self, lambda: not self._headers_in)
+
+        def data_received(self, data: bytes) -> None:
+            if _too_large(self, not self._headers_in, data):
+                return
+            super().data_received(data)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -110,10 +140,12 @@ def _httptools_protocol() -> type | None:
     return HttpToolsDeadlineProtocol
 
 
-def protocol_with(header_timeout_s: float) -> type:
-    """The deadline protocol (httptools when installed, else h11) with this header timeout."""
+def protocol_with(header_timeout_s: float, max_header_bytes: int = 64 * 1024) -> type:
+    """The deadline protocol (httptools when installed, else h11) with this header timeout and size."""
     base = _httptools_protocol() or RequestDeadlineProtocol
-    return type(base.__name__, (base,), {"header_timeout_s": header_timeout_s})
+    return type(
+        base.__name__, (base,), {"header_timeout_s": header_timeout_s, "max_header_bytes": max_header_bytes}
+    )
 
 
 class BodyLimit:
@@ -199,7 +231,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server_config(app: Any, host: str, port: int, header_timeout_s: float = 10.0) -> Any:
+def server_config(
+    app: Any, host: str, port: int, header_timeout_s: float = 10.0, max_header_bytes: int = 64 * 1024
+) -> Any:
     """uvicorn settings for `intentlab serve`: the deadline protocol, a short keep-alive, and no
     connection-count limit (idle connections are closed by the deadlines instead of turning every
     other request into a 503)."""
@@ -209,7 +243,7 @@ def server_config(app: Any, host: str, port: int, header_timeout_s: float = 10.0
         app,
         host=host,
         port=port,
-        http=protocol_with(header_timeout_s),
+        http=protocol_with(header_timeout_s, max_header_bytes),
         log_level="warning",
         timeout_keep_alive=5,
         limit_concurrency=None,

@@ -164,22 +164,25 @@ class Registry:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from intentlab.inference.ood import load as load_ood
-        from intentlab.inference.opener import placement_for
-        from intentlab.models.loading import load_tokenizer
+        from intentlab.inference.opener import placement_for, run_ood
+        from intentlab.models.io import run_tokenizer
         from intentlab.runs.model_info import read_model_info
+        from intentlab.runs.safe_files import check_safetensors, read_json
 
         folder = run / MODEL
         info, labels = read_model_info(folder)
         result = load_result(run)
         try:
+            read_json(folder / "adapter" / "adapter_config.json")  # a regular file of sane JSON, first
             config = PeftConfig.from_pretrained(str(folder / "adapter"))
+            check_safetensors(folder / "adapter" / "adapter_model.safetensors")
             state = load_file(folder / "adapter" / "adapter_model.safetensors")
         except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
             raise UserError(
                 f"adapter files of {run} are missing or corrupt ({type(e).__name__}). Train the run again."
             ) from None
-        decider = Decider(labels, load_ood(run, len(labels)))  # before the base changes: it may be corrupt
+        # before the base changes: a corrupt ood/ must not leave this adapter attached to the shared base
+        decider = Decider(labels, run_ood(run, result, len(labels)))
         head_state = {k: v for k, v in state.items() if ".classifier." in k or ".pooler." in k}
         adapter_state = {k: v for k, v in state.items() if k not in head_state}
         config = copy.deepcopy(config)
@@ -204,7 +207,7 @@ class Registry:
                 bf16_inference_weights(base)
             head = self._head(base, labels, head_state)
             view = SharedAdapterView(base, peft_name(name), head, info.pooling)
-            backend = TorchBackend(view, load_tokenizer(str(folder)), info.max_length, placement)
+            backend = TorchBackend(view, run_tokenizer(folder, info), info.max_length, placement)
         except Exception as e:
             if shared and peft_name(name) in base.peft_config:
                 base.delete_adapter(peft_name(name))  # leave the shared base exactly as it was

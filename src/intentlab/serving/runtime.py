@@ -25,6 +25,11 @@ class Limits:
     parallel_batches: int = 1  # onnxruntime only: batches run at once, the CPU cores shared between them
     body_timeout_s: float = 10.0  # total time to send a request body
     header_timeout_s: float = 10.0  # time to send the request line and headers
+    max_header_bytes: int = 64 * 1024  # request line and headers together (431 above)
+    load_check_s: float = 30.0  # an admin load's file checks must finish within this, off the model thread
+    stuck_after_s: float = 120.0  # /healthz says 503 "stuck" when one model-thread job runs longer
+    admin_failures: int = 5  # wrong admin tokens from one client before it must wait (429)
+    admin_lockout_s: float = 60.0  # ... this long
 
     def __post_init__(self) -> None:
         """Every limit is a one-line error when it makes no sense (the serve flags that set them)."""

@@ -181,10 +181,17 @@ class Setup:
 
 def make_accelerator(cfg: Config) -> Any:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DataLoaderConfiguration
 
+    precision = "bf16" if cfg.bf16 else "no"
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", precision)) != precision:
+        # one process training runs of both precisions (a sweep, a test session): Accelerate keeps its
+        # state per process and refuses to change it; the distributed state (PartialState) is kept
+        AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
-        mixed_precision="bf16" if cfg.bf16 else "no",
+        mixed_precision=precision,
         dataloader_config=DataLoaderConfiguration(split_batches=True),
     )
     if cfg.batch_size % accelerator.num_processes:

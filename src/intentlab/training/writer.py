@@ -26,6 +26,7 @@ from typing import Any
 from intentlab.folders import (
     FolderLock,
     OutputDir,
+    real_path,
     recover_replaced,
     share_modes,
     write_json_atomic,
@@ -57,7 +58,7 @@ class RunWriter:
     def __init__(
         self, out: str | Path, overwrite: bool = False, resume: bool = False, main: bool = True
     ) -> None:
-        self.out = Path(out).absolute()
+        self.out = real_path(out)  # the real folder: an alias (symlink) takes the same lock
         self.main = main
         self.resume = resume
         self.folder: OutputDir | None = None
@@ -187,7 +188,7 @@ class RunWriter:
         place under its lock; returns the updated record."""
         from intentlab.data.run_data import run_dataset
 
-        run = Path(run).absolute()
+        run = real_path(run)
         with FolderLock(run).acquire(str(run)):
             ds, cfg = run_dataset(run, data_dir)
             _write_ood(run, ds, cfg, k, target_recall)
@@ -221,4 +222,6 @@ def _write_ood(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_result(run, replace(load_result(run), ood=fit.summary))
+    _write_result(
+        run, replace(load_result(run), ood=replace(fit.summary, state_sha256=O.checksum(run / OOD)))
+    )
