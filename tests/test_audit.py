@@ -30,7 +30,7 @@ def noisy(tmp_path_factory: pytest.TempPathFactory) -> dict:
         rows[i] = {**rows[i], "label": wrong[i]}
     conflict = {"text": rows[60]["text"], "label": next(y for y in intents if y != rows[60]["label"])}
     rows.append(conflict)
-    from intentlab.audit.issues import normalised
+    from intentlab.data.text import normalised
 
     seen = {normalised(r["text"]) for r in rows}  # exact leaks ignore case and punctuation
     test = [r for r in make_rows(5, seed=4) if normalised(r["text"]) not in seen] + [

@@ -80,6 +80,11 @@ class Config:
     group_column: str | None = _f(
         None, "column grouping validation/test rows (e.g. source) for per-group out-of-scope metrics"
     )
+    extra_data: str | None = _f(
+        None,
+        "more labelled training rows (a CSV/JSONL file, or a folder of extra*.csv/jsonl files, e.g. from "
+        "`intentlab review --import`); recorded with their checksums; out-of-scope rows are left out",
+    )
     # --- optimisation
     epochs: int = _f(5, "training epochs")
     min_steps: int = _f(
@@ -372,6 +377,8 @@ def absolute_paths(cfg: Config) -> Config:
         changes["data"] = str(Path(cfg.data).expanduser().resolve())
     if cfg.data_dir:
         changes["data_dir"] = str(Path(cfg.data_dir).expanduser().resolve())
+    if cfg.extra_data and Path(cfg.extra_data).expanduser().exists():
+        changes["extra_data"] = str(Path(cfg.extra_data).expanduser().resolve())
     return cfg.replace(**changes) if changes else cfg
 
 

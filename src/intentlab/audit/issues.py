@@ -12,14 +12,13 @@ nearest-neighbour graph (rows x 10); for 100,000 texts on MiniLM (384 wide) and 
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from intentlab.data.text import normalised
 from intentlab.errors import UserError
 
 # two texts at least this similar (cosine of unit-length features) are near-duplicates: on Banking77 with
@@ -62,13 +61,6 @@ def import_cleanlab() -> Any:
     except ImportError:
         raise UserError("intentlab audit needs cleanlab. Run: pip install 'intentlab[audit]'.") from None
     return Datalab
-
-
-def normalised(text: str) -> str:
-    """A text as duplicates are compared: Unicode-normalised, lower case, punctuation and runs of
-    spaces dropped."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
 def cleanlab_issues(

@@ -14,7 +14,20 @@ import re
 import sys
 from collections.abc import Sequence
 
-from intentlab.cli import audit, compare, evaluate, export, ood, predict, report, serve, sweep, train
+from intentlab.cli import (
+    audit,
+    compare,
+    drift,
+    evaluate,
+    export,
+    ood,
+    predict,
+    report,
+    review,
+    serve,
+    sweep,
+    train,
+)
 from intentlab.cli.parsing import Parser
 from intentlab.errors import Interrupted, UserError
 
@@ -29,6 +42,8 @@ COMMANDS = (
     serve,
     report,
     audit,
+    review,
+    drift,
 )  # --help lists them so
 WRITE_ERRORS = {
     errno.ENOSPC,
@@ -42,7 +57,19 @@ WRITE_ERRORS = {
 # commands that run the model over many texts: they run on tcmalloc where it is installed
 # (intentlab.allocator; measured with benchmarks/allocator.py and, for `serve`, whose memory kept
 # growing on glibc's malloc under sustained load, benchmarks/serve_memory.py).
-MODEL_COMMANDS = ("train", "compare", "sweep", "evaluate", "predict", "ood", "export", "serve", "audit")
+MODEL_COMMANDS = (
+    "train",
+    "compare",
+    "sweep",
+    "evaluate",
+    "predict",
+    "ood",
+    "export",
+    "serve",
+    "audit",
+    "review",
+    "drift",
+)
 
 
 def build_parser() -> Parser:

@@ -62,6 +62,18 @@ def add(sub: Any) -> None:
         "left to HTTP and tokenizing]",
     )
     p.add_argument(
+        "--log",
+        metavar="DIR",
+        help="append every prediction (time, adapter, text, top intents, out-of-scope decision, latency) to a "
+        "rotating log in DIR, for `intentlab review` and `intentlab drift` [default: off]",
+    )
+    p.add_argument(
+        "--log-redact",
+        action="append",
+        metavar="REGEX",
+        help="with --log: mask matches (card or account numbers...) before anything is written; repeatable",
+    )
+    p.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -88,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
         parallel_batches=args.parallel_batches,
     )
     check_options(args.runs, args.name, args.backend, limits, args.threads, args.runs_root)
+    if args.log_redact and not args.log:
+        raise UserError("--log-redact masks what --log writes. Add --log DIR.")
+    traffic_log = None
+    if args.log:
+        from intentlab.serving.traffic_log import TrafficLog
+
+        traffic_log = TrafficLog(args.log, args.log_redact)
     try:
         from intentlab.serving.app import serve
     except ImportError as e:
@@ -106,5 +125,6 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         onnx_file=args.onnx_file,
         threads=serving_threads(args.threads) if args.backend == "torch" else None,
+        traffic_log=traffic_log,
     )
     return 0

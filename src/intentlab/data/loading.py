@@ -471,8 +471,51 @@ def dataset_for(cfg: Any, data_dir: str | None = None) -> Dataset:
         cfg.oos_as_class,
         cfg.group_column,
     )
+    if getattr(cfg, "extra_data", None):
+        ds = with_extra(ds, Path(cfg.extra_data), cfg.text_column, cfg.label_column)
     size = parse_train_size(cfg.train_size)
     return ds if size is None else sample_train(ds, size, cfg.seed)
+
+
+def extra_files(path: Path) -> list[Path]:
+    """The files of `--extra-data`: the file, or a folder's extra*.csv/tsv/jsonl/json files."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(
+            p for p in path.iterdir() if p.name.startswith("extra") and p.suffix.lower() in EXTENSIONS
+        )
+        if found:
+            return found
+        raise UserError(
+            f"--extra-data {path} holds no extra*.csv or extra*.jsonl file. Pass the labelled file itself."
+        )
+    raise UserError(
+        f"--extra-data {path} not found. Pass a labelled CSV/JSONL file (e.g. from intentlab review --import)."
+    )
+
+
+def with_extra(ds: Dataset, path: Path, text_column: str | None, label_column: str | None) -> Dataset:
+    """`ds` with the labelled rows of `--extra-data` added to train (new intents included), their files'
+    checksums recorded; rows labelled out of scope are left out of training and counted."""
+    texts, labels, oos = list(ds.train.texts), list(ds.train.labels), 0
+    files = dict(ds.source.get("files", {}))
+    for n, f in enumerate(extra_files(path)):
+        part = read_split(f, text_column, label_column)
+        for t, y in zip(part.texts, part.labels, strict=True):
+            if y == ds.oos_label:
+                oos += 1
+            else:
+                texts.append(t)
+                labels.append(y)
+        files[f"extra{n or ''}"] = {"path": str(f.resolve()), "sha256": sha256_of(f)}
+    added = len(texts) - len(ds.train)
+    warnings = list(ds.source.get("warnings", []))
+    if oos:
+        warnings.append(f"{oos} --extra-data row(s) labelled {ds.oos_label!r} left out of training")
+    source = {**ds.source, "files": files, "extra_rows": added, "warnings": warnings}
+    train = Split(texts, labels)
+    return Dataset(ds.name, train, ds.validation, ds.test, sorted(set(labels)), source, ds.oos_label)
 
 
 def print_warnings(ds: Dataset) -> None:

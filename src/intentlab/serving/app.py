@@ -36,6 +36,7 @@ from intentlab.serving.batcher import AdapterGone, Batcher
 from intentlab.serving.http import BodyLimit, listening_socket, server_config
 from intentlab.serving.registry import NAME_RE, Registry
 from intentlab.serving.runtime import Limits
+from intentlab.serving.traffic_log import TrafficLog
 
 MIN_TOKEN_CHARS = 16
 
@@ -105,10 +106,12 @@ def create_app(
     backend: str = "torch",
     onnx_file: str | None = None,
     threads: int | None = None,
+    traffic_log: TrafficLog | None = None,
 ) -> Any:
     """The FastAPI app serving `runs` (named after their folders unless `names` is given); with
     `backend="onnxruntime"` they are export folders served from their ONNX models. `threads`: torch's
-    threads on the model thread (None: torch's own setting)."""
+    threads on the model thread (None: torch's own setting). `traffic_log`: where each prediction is
+    appended (`intentlab serve --log`; serving/traffic_log.py)."""
     from intentlab.models.loading import quiet_transformers
 
     quiet_transformers()
@@ -131,6 +134,8 @@ def create_app(
         await batcher.start()
         yield
         await batcher.stop()
+        if traffic_log is not None:
+            traffic_log.close()
 
     from fastapi_offline import FastAPIOffline
 
@@ -144,7 +149,8 @@ def create_app(
     app.state.registry = registry
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
-    _predict_routes(app, registry, batcher, limits)
+    app.state.traffic_log = traffic_log
+    _predict_routes(app, registry, batcher, limits, traffic_log)
     token = admin_token or os.environ.get("INTENTLAB_ADMIN_TOKEN") or None
     if token and len(token) < MIN_TOKEN_CHARS:
         print(
@@ -176,7 +182,9 @@ def _check_texts(texts: list[str], limits: Limits) -> None:
             raise HTTPException(422, f"texts[{i}] is not valid Unicode (a lone surrogate)")
 
 
-def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: Limits) -> None:
+def _predict_routes(
+    app: FastAPI, registry: Registry, batcher: Batcher, limits: Limits, traffic_log: TrafficLog | None
+) -> None:
     @app.get("/healthz")
     async def healthz() -> Response:
         busy = batcher.busiest()
@@ -188,6 +196,7 @@ def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: 
             "shared_bases": len(registry.bases),
             "requests": batcher.requests,
             "batches": batcher.batches,
+            **({"traffic_log": traffic_log.stats()} if traffic_log is not None else {}),
         }
         return Response(json.dumps(body), status_code=503 if stuck else 200, media_type="application/json")
 
@@ -219,10 +228,13 @@ def _predict_routes(app: FastAPI, registry: Registry, batcher: Batcher, limits: 
             ) from None
         except UserError as e:
             raise HTTPException(422, str(e)) from None
+        milliseconds = round(1000 * (time.perf_counter() - t0), 2)
+        if traffic_log is not None:  # queued, never waited for
+            traffic_log.record(name, req.texts, preds, milliseconds)
         body = {
             "adapter": name,
             "predictions": [{"text": t, **p} for t, p in zip(req.texts, preds, strict=True)],
-            "milliseconds": round(1000 * (time.perf_counter() - t0), 2),
+            "milliseconds": milliseconds,
         }
         return Response(json.dumps(body).encode(), media_type="application/json")  # no per-field re-encoding
 
