@@ -72,7 +72,14 @@ def cleanlab_issues(
     lab.find_issues(
         pred_probs=probs,
         features=features,
-        issue_types={"label": {}, "outlier": {}, "near_duplicate": {}},
+        issue_types={
+            # a row is a label issue when both of confident learning's pruning rules agree (cleanlab's
+            # filter_by="both"): on Banking77 with 10% uniform noise, precision 0.85 against 0.76 for
+            # its default, at the same recall of 0.80 (docs/results/banking77-audit)
+            "label": {"clean_learning_kwargs": {"find_label_issues_kwargs": {"filter_by": "both"}}},
+            "outlier": {},
+            "near_duplicate": {},
+        },
     )
     out: list[Issue] = []
     label = lab.get_issues("label")
