@@ -178,3 +178,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line a command printed (and no traceback)."""
+    err = capsys.readouterr().err
+    lines = [li for li in err.strip().splitlines() if "error:" in li]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# headless Debian Chromium as the browser tests start it (its own network is closed)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]

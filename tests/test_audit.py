@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import INTENTS, make_rows, write_csv
+from conftest import CHROMIUM_ARGS, INTENTS, make_rows, write_csv
 from intentlab.cli import main
 
 pytest.importorskip("cleanlab")
@@ -184,11 +184,7 @@ def test_the_report_renders_in_a_real_browser(audited: dict) -> None:
     if chromium is None:
         pytest.skip("needs Debian's chromium (apt-get install chromium)")
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page()
         requested: list[str] = []
         page.on("request", lambda r: requested.append(r.url))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_args
+from conftest import CHROMIUM_ARGS, tiny_args
 from intentlab.cli import main
 from live_server import live_server
 
@@ -47,14 +47,7 @@ def test_type_a_query_and_see_the_intent(server: str, tmp_path: Path) -> None:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
+            args=CHROMIUM_ARGS,
         )
         page = browser.new_page()
         page.goto(server)
@@ -96,7 +89,7 @@ def test_out_of_scope_queries_show_none_of_the_intents(
             browser = p.chromium.launch(
                 executable_path=CHROMIUM,
                 headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+                args=CHROMIUM_ARGS,
             )
             page = browser.new_page()
             page.goto(url)
@@ -116,7 +109,7 @@ def test_api_docs_render_offline(server: str) -> None:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            args=CHROMIUM_ARGS,
         )
         page = browser.new_page()
         requested: list[str] = []

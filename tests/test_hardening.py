@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import make_rows, tiny_args, write_csv
+from conftest import make_rows, one_line, tiny_args, write_csv
 from intentlab.cli import main
 
 
@@ -22,13 +22,6 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: str
     out = tmp_path_factory.mktemp("hard") / "run"
     assert main(["train", "--method", "lora", "--out", str(out), *tiny_args(tiny_model, toy_data, 1)]) == 0
     return out
-
-
-def one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    lines = [li for li in err.strip().splitlines() if "error:" in li]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_evaluate_refuses_data_that_changed_since_training(

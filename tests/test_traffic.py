@@ -158,21 +158,8 @@ def test_train_with_extra_data_records_its_origin(tmp_path: Path, tiny_model: st
         ],
     )
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--method",
-                "head",
-                "--out",
-                str(out),
-                *tiny_args(tiny_model, toy_data, 1),
-                "--extra-data",
-                str(extra),
-            ]
-        )
-        == 0
-    )
+    argv = ["train", "--method", "head", "--out", str(out), "--extra-data", str(extra)]
+    assert main([*argv, *tiny_args(tiny_model, toy_data, 1)]) == 0
     result = json.loads((out / "result.json").read_text())
     files = result["run"]["dataset"]["source"]["files"]
     assert files["extra"]["path"] == str(extra.resolve()) and len(files["extra"]["sha256"]) == 64

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_rows, tiny_args, write_csv
+from conftest import make_rows, one_line, tiny_args, write_csv
 from intentlab.cli import main
 
 pytestmark = pytest.mark.slow
@@ -30,13 +30,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, toy_data: st
         args = [*tiny_args(tiny_model, toy_data, 1), "--seed", str(len(name))]
         assert main(["train", "--method", method, "--out", str(root / name), *args]) == 0
     return root
-
-
-def one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    lines = [li for li in err.strip().splitlines() if "error:" in li]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def copy(run: Path, to: Path) -> Path:

@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from records import keep_records  # noqa: E402  (docs/results/records.py)
+
 SEEDS = (42, 43, 44)
 ROUNDS = 5
 BUDGET = 200
@@ -252,15 +255,7 @@ def summarize(work: Path, results: dict) -> None:
             f"| {r + 1} | {100 * oos['hybrid']['oos_share'][r]:.1f}% | {100 * oos['random']['oos_share'][r]:.1f}% |"
         )
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
-    for result in (work / "runs").glob("**/result.json"):
-        run = result.parent
-        target_dir = HERE / "runs" / run.relative_to(work / "runs")
-        target_dir.mkdir(parents=True, exist_ok=True)
-        for f in ("config.yaml", "metrics.jsonl", "result.json"):
-            shutil.copyfile(run / f, target_dir / f)
-        predictions = json.loads((run / "test_predictions.json").read_text())
-        predictions.pop("texts", None)
-        (target_dir / "test_predictions.json").write_text(json.dumps(predictions) + "\n")
+    keep_records(work / "runs", HERE / "runs")  # the records, without weights or test texts
     print((HERE / "results.md").read_text())
     print(
         json.dumps(

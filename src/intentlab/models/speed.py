@@ -23,6 +23,9 @@ def encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
 
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     usable = isinstance(layers, nn.ModuleList) and hasattr(encoder, "embeddings")
+    # BERT's layer code only: MPNet's layers, for one, take a relative-position bias their encoder computes
+    # and passes in, which running them one by one here would leave out
+    usable = usable and len(layers) > 0 and has_bert_layer(layers[0])
     return layers if usable and find_spec("transformers.masking_utils") else None
 
 
