@@ -40,7 +40,8 @@ def test_every_scorer_separates_a_planted_cluster(scorer: str) -> None:
     assert separation(s[y_test >= 0], s[y_test < 0])["auroc"] > 0.99
 
 
-def test_the_threshold_rule_is_reproducible_and_recorded() -> None:
+def test_the_threshold_rule_is_reproducible_and_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(O, "FEW_OOS", 10)  # planted() has 30 out-of-scope rows: enough here
     train, y, feats, logits, y_test = planted()
     state = O.fit(train, y, 3, k=5, temperature=1.0)
     a = O.choose(state, y_test, logits, feats, 0.95)
@@ -63,6 +64,26 @@ def test_the_threshold_rule_is_reproducible_and_recorded() -> None:
     assert (
         abs(kept.mean() - 0.9) <= 1 / inscope.sum() and "keep 90%" in c.rule and c.chosen == O.DEFAULT_SCORER
     )
+
+
+def test_with_few_out_of_scope_rows_the_scorer_is_chosen_by_auroc() -> None:
+    """30 out-of-scope rows (fewer than FEW_OOS) that sit inside the in-scope clusters: the feature
+    scorers cannot see them, the flat logits give them away. The choice follows validation AUROC and
+    the thresholds keep the target share of in-scope texts."""
+    train, y, feats, logits, y_test = planted()
+    rng = np.random.default_rng(1)
+    out = y_test < 0
+    feats[out] = O.fit(train, y, 3, k=5, temperature=1.0).class_means[rng.integers(0, 3, out.sum())]
+    logits[~out] += rng.normal(0, 0.3, logits[~out].shape)  # no ties among in-scope scores
+    state = O.choose(O.fit(train, y, 3, k=5, temperature=1.0), y_test, logits, feats, 0.9)
+    auroc = {}
+    for name in state.scorers:
+        s = state.score(name, logits, feats)
+        auroc[name] = separation(s[~out], s[out])["auroc"]
+        assert abs((s[~out] >= state.thresholds[name]).mean() - 0.9) <= 1 / (~out).sum()
+    assert state.chosen == max(auroc, key=lambda n: (auroc[n], n == O.DEFAULT_SCORER))
+    assert auroc[state.chosen] > 0.99 > auroc[O.DEFAULT_SCORER]  # not the default: the data decided
+    assert state.rule.startswith("only 30 out-of-scope validation rows") and "keep 90%" in state.rule
 
 
 def test_calibration_lowers_ece_of_an_overconfident_model() -> None:

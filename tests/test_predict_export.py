@@ -144,6 +144,11 @@ def test_onnx_fp32_and_int8_exports(
     assert report["onnx int8"]["bytes"] < report["onnx int8"]["fp32_bytes"]
     session = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["logits", "features"]
+    card = (
+        out / "README.md"
+    ).read_text()  # the card documents the ONNX files it ships, and how they were made
+    assert "## ONNX Runtime" in card and "model.int8.onnx" in card and "token_type_ids" in card
+    assert f"intentlab export {runs['lora'].name} --out onnx --merge --onnx --quantize int8" in card
     assert main(["export", str(runs["lora"]), "--out", str(tmp_path / "x"), "--quantize", "int8"]) == 2
     assert "Add --onnx" in capsys.readouterr().err
 

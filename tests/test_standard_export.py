@@ -162,3 +162,33 @@ def test_every_export_and_run_has_a_model_card(cls_runs: dict[str, Path], tmp_pa
         assert "card_arrival" in text and "## Intended use and limits" in text and "intentlab train" in text
         assert str(tmp_path) not in text and "/tmp/" not in text  # no local absolute paths
         assert card.data.base_model is None  # the tiny test model is a local path: never written
+
+
+def test_the_adapter_cards_snippet_runs_as_written_and_names_the_intents(
+    cls_runs: dict[str, Path], tmp_path: Path, tiny_model: str
+) -> None:
+    """The card's own code, copied out of it, in a process without intentlab: intent names, not LABEL_n."""
+    import re
+
+    from intentlab.deploy.export import export_run
+    from intentlab.inference.opener import open_run
+
+    out = tmp_path / "adapter"
+    export_run(cls_runs["lora"], out)
+    text = (out / "README.md").read_text()
+    snippet = re.search(r"## How to load it\n\n```python\n(.*?)```", text, re.S).group(1)
+    snippet = snippet.replace('"BASE_MODEL"', repr(tiny_model)).replace("PATH", str(out))
+    check = f"""
+import json, sys, torch
+sys.modules["intentlab"] = None
+{snippet}
+with torch.inference_mode():
+    logits = model(**tokenizer({TEXTS!r}, padding=True, return_tensors="pt")).logits
+print(json.dumps({{"logits": logits.tolist(), "names": [model.config.id2label[int(i)] for i in logits.argmax(1)]}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    run = open_run(cls_runs["lora"], bf16=False)
+    np.testing.assert_allclose(np.array(got["logits"]), run.logits(TEXTS), atol=1e-4)
+    assert got["names"] == [p[0][0] for p in run.predict(TEXTS)]

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from intentlab.errors import UserError
-from intentlab.methods import NAMES, get
+from intentlab.methods import LOOP, NAMES, get
 
 METHODS = NAMES  # the method table's names (models/methods.py)
 POOLINGS = ("mean", "cls", "mean-l2")  # mean-l2: the mean, L2-normalised (sentence-transformers, SetFit)
@@ -150,6 +150,18 @@ class Config:
         True,
         "with cls pooling: training steps run the encoder's last layer for [CLS] alone, the one position "
         "the classifier reads (same function, float rounding aside; false: the whole layer)",
+    )
+    # --- distillation (training/distill.py)
+    teacher: str | None = _f(
+        None,
+        "distil from this finished run (any encoder run, any encoder): its logits for the training texts, "
+        "computed once and kept in this run, soften the loss",
+    )
+    distill_alpha: float = _f(
+        0.5, "with --teacher: weight of the teacher's soft targets (0: gold labels only, 1: teacher only)"
+    )
+    distill_temperature: float = _f(
+        2.0, "with --teacher: softmax temperature of teacher and student in the soft term (T^2 scales it)"
     )
     # --- SetFit (contrastive fine-tuning of the body on text pairs, then a logistic-regression head)
     setfit_iterations: int = _f(
@@ -379,6 +391,8 @@ def absolute_paths(cfg: Config) -> Config:
         changes["data_dir"] = str(Path(cfg.data_dir).expanduser().resolve())
     if cfg.extra_data and Path(cfg.extra_data).expanduser().exists():
         changes["extra_data"] = str(Path(cfg.extra_data).expanduser().resolve())
+    if cfg.teacher and Path(cfg.teacher).expanduser().exists():
+        changes["teacher"] = str(Path(cfg.teacher).expanduser().resolve())
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -438,6 +452,18 @@ def validate(cfg: Config) -> None:
     need(cfg.ood_k >= 1, f"ood_k must be at least 1, got {cfg.ood_k}")
     need(cfg.attention in (None, "sdpa", "eager"), f"attention must be sdpa or eager, got {cfg.attention!r}")
     need(cfg.min_steps >= 0, f"min_steps must be 0 or more, got {cfg.min_steps}")
+    if finite("distill_alpha"):
+        need(0 <= cfg.distill_alpha <= 1, f"distill_alpha must be in [0, 1], got {cfg.distill_alpha}")
+    if finite("distill_temperature"):
+        need(
+            cfg.distill_temperature > 0,
+            f"distill_temperature must be positive, got {cfg.distill_temperature}",
+        )
+    if cfg.teacher and cfg.method in METHODS:
+        need(
+            get(cfg.method).regime == LOOP,
+            f"--teacher works with the methods the training loop trains, not {cfg.method}",
+        )
     need(math.isfinite(cfg.svm_c) and cfg.svm_c > 0, f"svm_c must be a positive number, got {cfg.svm_c}")
     need(
         cfg.setfit_iterations >= 1 and cfg.setfit_max_pairs >= 1,

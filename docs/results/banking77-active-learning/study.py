@@ -163,14 +163,16 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--oos-dir", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated (default: 42,43,44)")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     from intentlab.config import resolve
     from intentlab.data import dataset_for
 
     work = Path(args.work).resolve()
     ds = dataset_for(resolve("lora", None, {"data_dir": args.data_dir}))
     results: dict = {"banking77": {}, "oos": {}}
-    for seed in SEEDS:
+    for seed in seeds:
         first, rest = initial(ds.train.texts, ds.train.labels, seed)
         base = split_folder(
             work, ds, f"seed-{seed}", [(ds.train.texts[i], ds.train.labels[i]) for i in first]
@@ -194,7 +196,7 @@ def main() -> None:
     for strategy in ("hybrid", "random"):
         results["oos"][strategy] = simulate(work, base, pool, 42, strategy, "head", f"oos-{strategy}")
     results["oos"]["pool_oos_share"] = sum(y == "oos" for y in pool.values()) / len(pool)
-    summarize(work, results)
+    summarize(work, results, seeds)
 
 
 def labels_to_reach(curve: list[float], labels: list[int], target: float) -> float | None:
@@ -207,11 +209,11 @@ def labels_to_reach(curve: list[float], labels: list[int], target: float) -> flo
     return None
 
 
-def summarize(work: Path, results: dict) -> None:
+def summarize(work: Path, results: dict, seeds: list[int]) -> None:
     from scipy import stats
 
     curves = {
-        s: np.array([results["banking77"][f"{s}/seed-{seed}"]["accuracy"] for seed in SEEDS])
+        s: np.array([results["banking77"][f"{s}/seed-{seed}"]["accuracy"] for seed in seeds])
         for s in ("hybrid", "random")
     }
     labels = [BUDGET * r for r in range(ROUNDS + 1)]
@@ -219,12 +221,16 @@ def summarize(work: Path, results: dict) -> None:
     needed = labels_to_reach(list(curves["hybrid"].mean(axis=0)), labels, target)
     per_seed = [
         labels_to_reach(list(curves["hybrid"][k]), labels, float(curves["random"][k, -1]))
-        for k in range(len(SEEDS))
+        for k in range(len(seeds))
     ]
     rounds = []
     for r in range(ROUNDS + 1):
         h, rnd = curves["hybrid"][:, r], curves["random"][:, r]
-        p = float(stats.ttest_rel(h, rnd).pvalue) if r and not np.allclose(h, rnd) else None
+        p = (
+            float(stats.ttest_rel(h, rnd).pvalue)
+            if r and len(seeds) > 1 and not np.allclose(h, rnd)
+            else None
+        )
         rounds.append(
             {"round": r, "labels": labels[r], "review": h.tolist(), "random": rnd.tolist(), "paired_t_p": p}
         )
@@ -232,6 +238,7 @@ def summarize(work: Path, results: dict) -> None:
         s for k, v in results["banking77"].items() if k.startswith("hybrid") for s in v["review_seconds"]
     ]
     out = {
+        "seeds": seeds,
         "rounds": rounds,
         "random_final_accuracy": target,
         "labels_for_review_to_match_random_final": needed,
@@ -243,7 +250,8 @@ def summarize(work: Path, results: dict) -> None:
     lines = ["| round | labels | review (hybrid) | random | paired t-test p |", "|---|---|---|---|---|"]
 
     def fmt(v: list[float]) -> str:
-        return f"{100 * np.mean(v):.2f} ± {100 * np.std(v, ddof=1):.2f}"
+        spread = f" ± {100 * np.std(v, ddof=1):.2f}" if len(v) > 1 else ""
+        return f"{100 * np.mean(v):.2f}{spread}"
 
     for r in rounds:
         p = "–" if r["paired_t_p"] is None else f"{r['paired_t_p']:.3f}"

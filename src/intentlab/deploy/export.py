@@ -92,7 +92,7 @@ def _export(
     from intentlab.models.adapters import recorded_encoder_options
     from intentlab.models.classifier import classifier_of
     from intentlab.models.io import load_model, model_folder
-    from intentlab.runs.cards import write_card
+    from intentlab.runs.cards import onnx_section, write_card
 
     ds, cfg = run_dataset(run, data_dir, other_data=True)  # any texts verify an export
     fp32 = Placement.for_this_machine("cpu", bf16=False)
@@ -150,7 +150,14 @@ def _export(
         if onnx:
             _onnx(model, loaded.tokenizer, target, cfg.max_length, ids, ref, y, quantize, artifacts)
     _record_tokenizer(target, loaded)
-    write_card(run, target / CARD, kind=f"exported: {kind}", loading=loading)
+    made_by = " ".join(
+        ["intentlab export", run.name, "--out", Path(run_dir.path).name]
+        + ["--merge"] * merge
+        + ["--onnx"] * onnx
+        + ([f"--quantize {quantize}"] if quantize and onnx else [])
+    )
+    extra = [onnx_section(artifacts, len(ids))] if "onnx" in artifacts else None
+    write_card(run, target / CARD, kind=f"exported: {kind}", loading=loading, made_by=made_by, extra=extra)
     report = {"kind": kind, "standard": standard, "n": len(ids), "artifacts": artifacts}
     (target / EXPORT_MARKER).write_text(json.dumps(report, indent=2))
     failed = [

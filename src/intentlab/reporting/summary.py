@@ -4,6 +4,7 @@ tables, chart bands and findings."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,12 @@ def summarize(groups: dict[str, list[RunRecord]]) -> list[dict[str, Any]]:
             "total_params": first.train.total_params,
             "trainable_percent": first.train.trainable_percent,
             "epochs": mean_std([r.result.train.epochs_run for r in runs]),
+            # a distilled group: its teacher, shown beside its name
+            "teacher": (
+                {"run": Path(first.teacher.path).name, "test_accuracy": first.teacher.test_accuracy}
+                if first.teacher
+                else None
+            ),
         }
         for key, read in SUMMARY_KEYS.items():
             row[key] = mean_std([read(r.result) for r in runs])
@@ -127,9 +134,13 @@ def summary_table(summary: list[dict[str, Any]]) -> tuple[list[str], list[list[s
     rows = []
     for r in summary:
         n = r["n"]
+        teacher = r.get("teacher")
+        taught = (
+            f" (distilled from {teacher['run']}: {100 * teacher['test_accuracy']:.2f}%)" if teacher else ""
+        )
         rows.append(
             [
-                f"**{r['name']}**",
+                f"**{r['name']}**{taught}",
                 str(n),
                 f"{r['trainable_params']:,}",
                 f"{r['trainable_percent']:.2f}",

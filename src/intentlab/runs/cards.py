@@ -16,25 +16,38 @@ from intentlab import methods as M
 from intentlab.runs.files import CARD, MODEL, MODEL_INFO
 from intentlab.runs.record import RunResult, load_result
 
+# hub ids of the data sets intentlab knows by name, their language and licence (the cards' metadata)
+DATASETS = {"banking77": ("PolyAI/banking77", "en", "cc-by-4.0")}
+# licences of the packaged encoders (both Apache-2.0, as their model cards state)
+MODEL_LICENSES = {
+    "sentence-transformers/all-MiniLM-L6-v2": "apache-2.0",
+    "sentence-transformers/all-mpnet-base-v2": "apache-2.0",
+    "all-mpnet-base-v2": "apache-2.0",
+}
+
 LOADING = {
     "transformers": (
         "```python\nfrom transformers import pipeline\n"
         'classify = pipeline("text-classification", model="PATH")\nclassify("I lost my card")\n```'
     ),
     "peft": (
-        "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForSequenceClassification\n"
-        'base = AutoModelForSequenceClassification.from_pretrained("BASE", num_labels=NUM_LABELS)\n'
-        'model = PeftModel.from_pretrained(base, "PATH")\n```'
+        "```python\nimport json\nfrom peft import PeftModel\n"
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
+        'labels = json.load(open("PATH/labels.json"))["labels"]\n'
+        "base = AutoModelForSequenceClassification.from_pretrained(\n"
+        '    "BASE",  # offline: a local copy of it\n'
+        "    num_labels=NUM_LABELS,\n"
+        "    id2label=dict(enumerate(labels)),\n"
+        "    label2id={name: i for i, name in enumerate(labels)},\n"
+        ")\n"
+        'model = PeftModel.from_pretrained(base, "PATH").eval()\n'
+        'tokenizer = AutoTokenizer.from_pretrained("PATH")\n```'
     ),
     "remote-code": (
         "This export uses **mean pooling**, which is not one of transformers' built-in heads, so loading it "
         "runs the `modeling_intentlab.py` beside this card (read it first):\n\n"
         "```python\nfrom transformers import AutoModelForSequenceClassification\n"
         'model = AutoModelForSequenceClassification.from_pretrained("PATH", trust_remote_code=True)\n```'
-    ),
-    "onnx": (
-        "```python\nimport onnxruntime as ort\n"
-        'session = ort.InferenceSession("PATH/model.onnx")   # inputs: input_ids, attention_mask; outputs: logits, features\n```'
     ),
     "intentlab": '```bash\nintentlab predict PATH "I lost my card"\nintentlab serve PATH\n```',
 }
@@ -43,6 +56,31 @@ LOADING = {
 def _hub_id(name: str) -> str | None:
     """The model's hub id, or None for a local path (never written into a card)."""
     return None if name.startswith(("/", ".", "~")) or Path(name).exists() else name
+
+
+def onnx_section(artifacts: dict[str, Any], n: int) -> str:
+    """How to run an export's ONNX files, with their measured agreement with the run."""
+    files = [("model.onnx", "onnx", "fp32")] + (
+        [("model.int8.onnx", "onnx int8", "dynamic int8")] if "onnx int8" in artifacts else []
+    )
+    measured = "; ".join(
+        f"`{name}` ({kind}) agrees with the run on the top intent for "
+        f"{100 * artifacts[key]['top1_agreement']:.1f}% of {n} verification texts "
+        f"(largest probability difference {artifacts[key]['max_prob_diff']:.2g})"
+        for name, key, kind in files
+    )
+    return (
+        "## ONNX Runtime\n\n"
+        f"{measured}. Inputs: `input_ids` and `attention_mask`, int64, shape (batch, tokens); the tokenizer's "
+        "`token_type_ids` are not an input, so drop them. Outputs: `logits` (batch, intents) and `features` "
+        "(the pooled sentence vector the out-of-scope scorers read).\n\n"
+        "```python\nimport numpy as np, onnxruntime as ort\nfrom transformers import AutoTokenizer\n"
+        'tokenizer = AutoTokenizer.from_pretrained("PATH")\n'
+        'session = ort.InferenceSession("PATH/model.int8.onnx" if INT8 else "PATH/model.onnx")\n'
+        'batch = tokenizer(["I lost my card"], return_tensors="np")\n'
+        'inputs = {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")}\n'
+        "logits, features = session.run(None, inputs)\n```"
+    ).replace("INT8", "True" if len(files) > 1 else "False")
 
 
 def _scrub(text: str) -> str:
@@ -57,7 +95,7 @@ def _metadata(result: RunResult, library: str) -> Any:
     evals = [
         EvalResult(
             task_type="text-classification",
-            dataset_type=run.data,
+            dataset_type=DATASETS.get(run.data, (run.data,))[0],
             dataset_name=run.data,
             dataset_split="test",
             metric_type=metric,
@@ -70,9 +108,12 @@ def _metadata(result: RunResult, library: str) -> Any:
         )
     ]
     base = _hub_id(run.model)
+    dataset, language, _ = DATASETS.get(run.data, (run.data, None, None))
     return ModelCardData(
         base_model=base if M.get(run.method).encoder else None,
-        datasets=[run.data],
+        license=MODEL_LICENSES.get(run.model),
+        language=language,
+        datasets=[dataset],
         library_name=library,
         pipeline_tag="text-classification",
         tags=["intent-classification", "intentlab", run.method],
@@ -81,8 +122,16 @@ def _metadata(result: RunResult, library: str) -> Any:
     )
 
 
-def card_text(result: RunResult, labels: list[str], kind: str, loading: str) -> str:
-    """The card's Markdown (with its YAML header)."""
+def card_text(
+    result: RunResult,
+    labels: list[str],
+    kind: str,
+    loading: str,
+    made_by: str | None = None,
+    extra: list[str] | None = None,
+) -> str:
+    """The card's Markdown (with its YAML header). `made_by`: the command that wrote the folder (an
+    export's), shown before the run's training command; `extra`: more sections (an export's ONNX files)."""
     run, test, train = result.run, result.test, result.train
     library = {"transformers": "transformers", "remote-code": "transformers", "peft": "peft"}.get(
         loading, "intentlab"
@@ -103,6 +152,13 @@ def card_text(result: RunResult, labels: list[str], kind: str, loading: str) -> 
         f"(best validation accuracy {100 * train.best_val_accuracy:.2f}% at epoch {train.best_epoch}). One seed is "
         "one sample: intentlab's `compare` measures the spread over seeds.",
     ]
+    if result.teacher:
+        t = result.teacher
+        lines.append(
+            f"Distilled from a {M.prose(t.method)} run on `{_hub_id(t.model) or Path(t.model).name}` "
+            f"(its test accuracy {100 * t.test_accuracy:.2f}%), with alpha {t.alpha:g} and temperature "
+            f"{t.temperature:g}: the same architecture and serving cost as any run of its method."
+        )
     if result.ood:
         ood = result.ood
         chosen = ood.chosen_metrics
@@ -135,9 +191,11 @@ def card_text(result: RunResult, labels: list[str], kind: str, loading: str) -> 
         LOADING[loading]
         .replace("BASE", _hub_id(run.model) or "BASE_MODEL")
         .replace("NUM_LABELS", str(len(labels))),
+        *(extra or []),
         "## Labels",
         ", ".join(f"`{label}`" for label in labels),
         "## How it was made",
+        *([f"```bash\n{made_by}\n```", "from a run trained with:"] if made_by else []),
         "```bash\n" + _scrub(" ".join(["intentlab", *result.meta.get("command", [])[1:]])) + "\n```",
         f"intentlab {result.meta.get('versions', {}).get('intentlab')}, torch {result.meta.get('versions', {}).get('torch')}, "
         f"transformers {result.meta.get('versions', {}).get('transformers')}, peft {result.meta.get('versions', {}).get('peft')}.",
@@ -146,7 +204,12 @@ def card_text(result: RunResult, labels: list[str], kind: str, loading: str) -> 
 
 
 def write_card(
-    run: str | Path, dest: str | Path, kind: str = "intentlab run folder", loading: str = "intentlab"
+    run: str | Path,
+    dest: str | Path,
+    kind: str = "intentlab run folder",
+    loading: str = "intentlab",
+    made_by: str | None = None,
+    extra: list[str] | None = None,
 ) -> Path:
     """Write the card of `run` to `dest` (atomically)."""
     from intentlab.folders import write_text_atomic
@@ -155,7 +218,7 @@ def write_card(
     result = load_result(run)
     folder = Path(run) / MODEL if (Path(run) / MODEL / MODEL_INFO).is_file() else Path(run)  # run or export
     _, labels = read_model_info(folder)
-    write_text_atomic(dest, card_text(result, labels, kind, loading))
+    write_text_atomic(dest, card_text(result, labels, kind, loading, made_by, extra))
     return Path(dest)
 
 

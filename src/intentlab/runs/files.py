@@ -8,6 +8,7 @@
 <run>/ood/                   the fitted out-of-scope scorers, thresholds and temperature
 <run>/plots/                 per-run charts
 <run>/checkpoint/            while training: what `--resume` continues from
+<run>/teacher/               a distilled run's teacher logits for its training texts (training/distill.py)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ MODEL = "model"
 OOD = "ood"
 PLOTS = "plots"
 CHECKPOINT = "checkpoint"
+TEACHER = "teacher"
 TENSORBOARD = "tensorboard"
 CARD = "README.md"  # the model card, in model/ and in every export
 
@@ -31,7 +33,9 @@ MODEL_INFO = "intentlab.json"
 LABELS = "labels.json"
 
 # everything intentlab writes into a run folder; anything else means the folder is not (only) a run
-RUN_ENTRIES = frozenset({CONFIG, METRICS, RESULT, PREDICTIONS, MODEL, PLOTS, CHECKPOINT, TENSORBOARD, OOD})
+RUN_ENTRIES = frozenset(
+    {CONFIG, METRICS, RESULT, PREDICTIONS, MODEL, PLOTS, CHECKPOINT, TENSORBOARD, OOD, TEACHER}
+)
 RUN_MARKER = CONFIG  # a folder holding it is a run folder
 
 # an export folder (`intentlab export`)

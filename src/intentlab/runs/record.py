@@ -166,6 +166,21 @@ class OodSummary:
 
 
 @dataclass
+class TeacherInfo:
+    """result.json's `teacher` section: which run taught this one, and how."""
+
+    path: str
+    sha256: str  # over the teacher's model/ files (names and contents)
+    method: str
+    model: str
+    test_accuracy: float
+    alpha: float
+    temperature: float
+    texts: int  # training texts the teacher scored
+    reused: bool = False  # the logits were read back from this run's folder, not computed again
+
+
+@dataclass
 class RunResult:
     """result.json: {"run", "train", "test", "meta"}; `meta` holds schema_version and provenance."""
 
@@ -174,6 +189,7 @@ class RunResult:
     test: Scores
     meta: dict[str, Any]
     ood: OodSummary | None = None  # out-of-scope detection and calibration
+    teacher: TeacherInfo | None = None  # the run it was distilled from (training/distill.py)
 
     @property
     def schema_version(self) -> int:
@@ -187,6 +203,8 @@ class RunResult:
         out = {"run": asdict(self.run), "train": train, "test": asdict(self.test), "meta": dict(self.meta)}
         if self.ood is not None:
             out["ood"] = asdict(self.ood)
+        if self.teacher is not None:
+            out["teacher"] = asdict(self.teacher)
         return out
 
     @classmethod
@@ -199,6 +217,7 @@ class RunResult:
             test=_from(Scores, data["test"]),
             meta=dict(data.get("meta", {})),
             ood=OodSummary.from_dict(data["ood"]) if isinstance(data.get("ood"), dict) else None,
+            teacher=_from(TeacherInfo, data["teacher"]) if isinstance(data.get("teacher"), dict) else None,
         )
 
 

@@ -37,6 +37,7 @@ from intentlab.models.loading import quiet_transformers
 from intentlab.runs.files import CONFIG, RESULT
 from intentlab.runs.record import EpochRow, RunResult, Scores, TrainInfo, read_config, read_epochs
 from intentlab.training import checkpoint as ckpt
+from intentlab.training.distill import soft_term as distill_soft_term
 from intentlab.training.measure import (
     length_histogram,
     peak_memory_mb,
@@ -72,8 +73,10 @@ def train(
     main = accelerator.is_main_process
     # every process checks the folder, so all fail together; only the main process locks and writes it
     with RunWriter(out, overwrite, resume, main=main) as writer:
-        setup = Setup(cfg, accelerator)  # validates data and model before anything is written
+        setup = Setup(cfg, accelerator, writer.out, resume)  # validates everything before a write
         writer.claim(setup.cfg)
+        if setup.teacher is not None:
+            writer.write_teacher(setup.teacher)
         if main and not resume:
             D.print_warnings(setup.ds)
         accelerator.wait_for_everyone()
@@ -175,8 +178,16 @@ def train_step(
     }
     # the model's loss is this process's summed loss x (processes / global batch): DDP's mean over
     # processes then gives exactly the global batch mean, even when the shares differ by one example
+    teacher = batch.pop("teacher_logits", None)
     out = setup.model(**batch)
-    accelerator.backward(out.loss)
+    loss = out.loss
+    if teacher is not None:  # distillation: the teacher's soft targets mixed in (training/distill.py)
+        cfg = setup.cfg
+        soft = distill_soft_term(
+            out.logits, teacher, batch["labels"], cfg.distill_alpha, cfg.distill_temperature
+        )
+        loss = loss + soft * batch["loss_scale"]
+    accelerator.backward(loss)
     if setup.cfg.max_grad_norm > 0:
         accelerator.clip_grad_norm_(setup.model.parameters(), setup.cfg.max_grad_norm)
     setup.optimizer.step()
@@ -403,6 +414,7 @@ class Loop:
             ),
             test=Scores(**metrics(setup.y["test"], test_logits, ds.labels)),
             meta=provenance(),
+            teacher=setup.teacher.info if setup.teacher is not None else None,
         )
         if self.main:
             result.train.checkpoint_bytes = self.writer.save_model(unwrapped, cfg, setup.tokenizer, ds.labels)

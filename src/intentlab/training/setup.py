@@ -8,6 +8,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from intentlab.models.classifier import HeadOnly
 from intentlab.models.loading import load_tokenizer, position_limit
 from intentlab.models.speed import frozen_linears_to_bf16, no_adapter_input_casts
 from intentlab.runs import EpochRow
+from intentlab.training import distill
 from intentlab.training.tracking import NullTracker
 
 # the study's columns; its "F1" was weighted F1, and the header says so
@@ -75,7 +77,7 @@ class EpochTable:
 class Setup:
     """Everything built before the run folder is touched: bad input fails here, leaving nothing behind."""
 
-    def __init__(self, cfg: Config, accelerator: Any) -> None:
+    def __init__(self, cfg: Config, accelerator: Any, out: Path | None = None, resume: bool = False) -> None:
         self.cfg = cfg
         self.on_epoch: Callable[[EpochRow], bool] | None = None
         self.tracker: NullTracker = NullTracker()
@@ -142,6 +144,12 @@ class Setup:
         self.from_layer = 0  # training steps enter the encoder here (> 0: the layers below ran once)
         if self.cached is None:
             self._cache_frozen_layers(accelerator)
+        # the teacher's logits for the training texts (read back from `out` when kept there)
+        self.teacher = distill.prepare(cfg, self.ds.train.texts, self.ds.labels, out, resume)
+        if self.teacher is not None:
+            self.collate = distill.DistillCollator(
+                self.collate, self.teacher.logits, accelerator.process_index, accelerator.num_processes
+            )
 
     def _cache_frozen_layers(self, accelerator: Any) -> None:
         """Compute the frozen bottom layers once for the training texts, where that is exact (see

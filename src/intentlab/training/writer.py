@@ -3,6 +3,7 @@
     with RunWriter(out, overwrite=overwrite) as w:   # checks and locks the folder; nothing written yet
         ...                                           # validate, fit (bad input leaves nothing behind)
         w.claim(cfg)                                  # the folder (an old run moved aside) + config.yaml
+        w.write_teacher(teacher)                      # teacher/ of a distilled run
         w.save_model(model, cfg, tokenizer, labels)   # model/ (atomic), as the method's storage kind saves
         w.write_record(result, ...)                   # metrics.jsonl, test_predictions.json, result.json last
         result = w.finish(cfg, ds)                    # ood/ when wanted, model cards, permissions, commit
@@ -46,6 +47,7 @@ from intentlab.runs.files import (
     RESULT,
     RUN_ENTRIES,
     RUN_MARKER,
+    TEACHER,
 )
 from intentlab.runs.record import EpochRow, RunResult, load_result
 from intentlab.training import checkpoint
@@ -82,6 +84,13 @@ class RunWriter:
             self.folder.claim()
             write_text_atomic(self.out / CONFIG, cfg.to_yaml())
         return self.out
+
+    def write_teacher(self, teacher: Any) -> None:
+        """teacher/: a distilled run's teacher logits and where they came from (kept across --resume)."""
+        from intentlab.training import distill
+
+        if self.main and not (self.resume and teacher.info.reused):  # a resumed run has them already
+            distill.save(teacher, self.out / TEACHER)
 
     def write_epochs(self, rows: list[EpochRow]) -> None:
         """metrics.jsonl: the epochs so far (rewritten after each, so a crash keeps them)."""
