@@ -83,6 +83,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument(
+        "--no-train",
+        action="store_true",
+        help="audit only, and summarize the runs that exist (the others are reported as not run)",
+    )
     args = ap.parse_args()
     from intentlab.audit.crossval import head_probabilities
     from intentlab.audit.features import encoder_features
@@ -156,6 +161,9 @@ def main() -> None:
     import yaml
 
     (work / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    if args.no_train:
+        summarize(work, settings)
+        return
     subprocess.run(
         [
             sys.executable,
@@ -183,13 +191,16 @@ def accuracy(work: Path, name: str) -> list[float]:
 def summarize(work: Path, settings: list[dict]) -> None:
     original = float(np.mean(accuracy(work, "original")))
     for s in settings:
-        noisy, clean = accuracy(work, f"{s['name']}-noisy")[0], accuracy(work, f"{s['name']}-clean")[0]
-        lost = original - noisy
+        noisy = (accuracy(work, f"{s['name']}-noisy") or [None])[0]
+        clean = (accuracy(work, f"{s['name']}-clean") or [None])[0]  # None: not trained (--no-train)
+        lost = original - noisy if noisy is not None else 0
         s.update(
-            noisy_accuracy=noisy, clean_accuracy=clean, recovered=(clean - noisy) / lost if lost > 0 else None
+            noisy_accuracy=noisy,
+            clean_accuracy=clean,
+            recovered=(clean - noisy) / lost if lost > 0 and clean is not None else None,
         )
         relabel = accuracy(work, f"{s['name']}-relabel")
-        if relabel:
+        if relabel and noisy is not None:
             s.update(
                 relabel_accuracy=relabel[0],
                 recovered_relabel=(relabel[0] - noisy) / lost if lost > 0 else None,
@@ -218,12 +229,25 @@ def summarize(work: Path, settings: list[dict]) -> None:
 
             def ms(key: str, scale: float = 1.0, rows: list = rows) -> str:
                 v = [r[key] * scale for r in rows if r.get(key) is not None]
-                return f"{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "–"
+                if not v:
+                    return "not run"
+                shown = f"{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+                return shown + (f" ({len(v)} of {len(rows)})" if len(v) < len(rows) else "")
+
+            def pct(key: str, ms=ms) -> str:  # a share in percent
+                shown = ms(key, 100)
+                return (
+                    shown
+                    if shown == "not run"
+                    else shown.replace(" (", "% (", 1)
+                    if " (" in shown
+                    else shown + "%"
+                )
 
             lines.append(
                 f"| {kind} | {rate:.0%} | {rows[0]['flipped']} | {ms('flagged')} | {ms('precision')} | {ms('recall')} | "
-                f"{ms('f1')} | {ms('noisy_accuracy', 100)} | {ms('clean_accuracy', 100)} | {ms('recovered', 100)}% | "
-                f"{ms('relabel_accuracy', 100)} | {ms('recovered_relabel', 100)}% |"
+                f"{ms('f1')} | {ms('noisy_accuracy', 100)} | {ms('clean_accuracy', 100)} | {pct('recovered')} | "
+                f"{ms('relabel_accuracy', 100)} | {pct('recovered_relabel')} |"
             )
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     real_out = HERE / "real-audit"
