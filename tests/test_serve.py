@@ -545,8 +545,11 @@ def test_a_body_sent_byte_by_byte_hits_the_total_deadline(runs: dict[str, Path])
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_serve_makes_openmp_threads_sleep_unless_the_user_chose(given: str | None, expected: str) -> None:
-    """Spinning OpenMP threads starve the HTTP side; the policy must be set before torch loads."""
+def test_model_commands_make_openmp_threads_sleep_unless_the_user_chose(
+    given: str | None, expected: str
+) -> None:
+    """Spinning OpenMP threads starve the HTTP side and, on a busy machine, training itself; the policy
+    must be set before torch loads."""
     import os
     import subprocess
     import sys
@@ -555,8 +558,8 @@ def test_serve_makes_openmp_threads_sleep_unless_the_user_chose(given: str | Non
     if given:
         env["OMP_WAIT_POLICY"] = given
     code = (
-        "import os, sys; from intentlab.serving.runtime import sleeping_openmp_threads; sleeping_openmp_threads(); "
-        "assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
+        "import os, sys; from intentlab.cli import main; assert 'torch' not in sys.modules; "
+        "assert main(['predict', '/no/such/run', 'hello']) == 2; print(os.environ['OMP_WAIT_POLICY'])"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected

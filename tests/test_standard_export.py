@@ -192,3 +192,26 @@ print(json.dumps({{"logits": logits.tolist(), "names": [model.config.id2label[in
     run = open_run(cls_runs["lora"], bf16=False)
     np.testing.assert_allclose(np.array(got["logits"]), run.logits(TEXTS), atol=1e-4)
     assert got["names"] == [p[0][0] for p in run.predict(TEXTS)]
+
+
+def test_an_mpnet_cls_run_exports_as_plain_mpnet_for_sequence_classification(
+    tmp_path: Path, toy_data: str
+) -> None:
+    """MPNet's own head (dense -> tanh -> projection on <s>) is intentlab's pooler -> linear: the merged
+    export loads in plain transformers, without remote code, and gives the run's logits."""
+    from intentlab.deploy.export import export_run
+    from intentlab.inference.opener import open_run
+    from test_packaged import tiny_mpnet
+
+    model = tiny_mpnet(tmp_path / "mpnet")
+    run = tmp_path / "run"
+    args = [*tiny_args(str(model), toy_data, 2), "--pooling", "cls", "--method", "full"]
+    assert main(["train", *args, "--out", str(run)]) == 0
+    report = export_run(run, tmp_path / "export", merge=True)
+    assert report["standard"] and "MPNetForSequenceClassification (no remote code)" in report["kind"]
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["architectures"] == ["MPNetForSequenceClassification"] and "auto_map" not in config
+    got = outside(tmp_path / "export", "transformers", str(model))
+    expected = open_run(run, bf16=False)
+    np.testing.assert_allclose(np.array(got["logits"]), expected.logits(TEXTS), atol=1e-4)
+    assert got["pipeline"] == [p[0][0] for p in expected.predict(TEXTS)]  # intent names, not LABEL_n

@@ -94,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     provenance.COMMAND[:] = ["intentlab", *(sys.argv[1:] if argv is None else argv)]
     try:
+        if args.command in MODEL_COMMANDS:
+            from intentlab.hardware import sleeping_openmp_threads
+
+            sleeping_openmp_threads()  # before torch loads (and before a re-exec, which inherits it)
         if argv is None and args.command in MODEL_COMMANDS:
             from intentlab import allocator
 

@@ -83,15 +83,8 @@ def add(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from intentlab.serving.runtime import (
-        Limits,
-        admin_token,
-        check_options,
-        serving_threads,
-        sleeping_openmp_threads,
-    )
+    from intentlab.serving.runtime import Limits, admin_token, check_options, serving_threads
 
-    sleeping_openmp_threads()
     limits = Limits(
         max_texts=args.max_texts,
         max_chars=args.max_chars,

@@ -124,13 +124,17 @@ def _export(
 
     if loaded.storage.mergeable and not merge:
         base_id = cfg.model
-        if standard:
+        if standard and encoder_config.model_type in hf.STANDARD_ADAPTER_TYPES:
             kind, loading = "peft adapter for BertForSequenceClassification (task_type SEQ_CLS)", "peft"
             hf.write_standard_adapter(folder, loaded.info, base_id, target)
             loaded.tokenizer.save_pretrained(target)
             check("peft adapter", hf.load_standard_adapter(target, base_id, len(loaded.labels)))
         else:
-            kind, loading = "intentlab adapter (mean pooling: load it with intentlab)", "intentlab"
+            why = "mean pooling" if not standard else "only BERT adapters are rewritten for peft's classes"
+            kind, loading = (
+                f"intentlab adapter ({why}: load it with intentlab, or export with --merge)",
+                "intentlab",
+            )
             shutil.copytree(folder / "adapter", target / "adapter")
             loaded.tokenizer.save_pretrained(target)
             _record_tokenizer(target, loaded)
@@ -138,7 +142,8 @@ def _export(
     else:
         model = loaded.storage.merged(loaded.model)
         if standard:
-            kind, loading = "transformers BertForSequenceClassification (no remote code)", "transformers"
+            kind = f"transformers {hf.STANDARD[encoder_config.model_type][0]} (no remote code)"
+            loading = "transformers"
             hf.write_standard(model, loaded.tokenizer, loaded.labels, loaded.info, target)
         else:
             kind, loading = (

@@ -1,7 +1,11 @@
 """Writing a run's model in the forms other stacks load: a transformers folder and a peft adapter.
 
 A run pooled over [CLS] with BERT's pooler (`--pooling cls`) is exactly transformers'
-`BertForSequenceClassification` (pooler -> dropout -> linear), so it is written as one: plain
+`BertForSequenceClassification` (pooler -> dropout -> linear), so it is written as one. An MPNet run
+pooled over `<s>` is exactly `MPNetForSequenceClassification` at inference: its head is dropout ->
+dense -> tanh -> dropout -> projection on `<s>`, and intentlab's is the checkpoint's pooler (dense ->
+tanh on `<s>`) -> dropout -> linear, so the pooler becomes the head's dense layer and the linear layer
+its projection (dropout is off at inference). Plain
 `AutoModelForSequenceClassification.from_pretrained` and `pipeline("text-classification")` load it,
 and its adapter loads with `PeftModel.from_pretrained` onto that class. A mean-pooled run has no
 built-in transformers head: its folder carries `modeling_intentlab.py` (remote code, labelled as
@@ -19,7 +23,18 @@ from typing import Any
 from intentlab.models.loading import resolve_model_path
 from intentlab.runs.model_info import ModelInfo
 
-STANDARD_TYPES = ("bert",)  # encoders whose [CLS] pooler + linear head is <Type>ForSequenceClassification
+# encoders whose [CLS] pooler + linear head is <Type>ForSequenceClassification, with the encoder's
+# attribute there (ours is `encoder`) and where our pooler and linear layer go
+STANDARD = {
+    "bert": ("BertForSequenceClassification", "bert", {}),
+    "mpnet": (
+        "MPNetForSequenceClassification",
+        "mpnet",
+        {"encoder.pooler.dense.": "classifier.dense.", "classifier.": "classifier.out_proj."},
+    ),
+}
+STANDARD_TYPES = tuple(STANDARD)
+STANDARD_ADAPTER_TYPES = ("bert",)  # peft adapters rewritten for the standard class (module paths)
 PREFIX = "bert"  # the encoder's attribute in BertForSequenceClassification (ours is `encoder`)
 
 
@@ -28,27 +43,34 @@ def is_standard(info: ModelInfo, encoder_config: Any) -> bool:
     return info.pooling == "cls" and getattr(encoder_config, "model_type", None) in STANDARD_TYPES
 
 
-def _labelled_config(encoder_config: Any, labels: list[str], dropout: float) -> Any:
+def _labelled_config(encoder_config: Any, labels: list[str], dropout: float, architecture: str) -> Any:
     config = encoder_config.__class__.from_dict(encoder_config.to_dict())
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
     config.classifier_dropout = dropout
-    config.architectures = ["BertForSequenceClassification"]
+    config.architectures = [architecture]
     return config
 
 
-def write_standard(model: Any, tokenizer: Any, labels: list[str], info: ModelInfo, out: Path) -> None:
-    """A merged [CLS]-pooled model as a plain BertForSequenceClassification folder."""
-    from transformers import BertForSequenceClassification
+def _standard_name(key: str, prefix: str, moves: dict[str, str]) -> str:
+    for ours, theirs in moves.items():
+        if key.startswith(ours):
+            return theirs + key[len(ours) :]
+    return re.sub(r"^encoder\.", f"{prefix}.", key)
 
-    hf = BertForSequenceClassification(_labelled_config(model.encoder.config, labels, info.dropout))
-    state = {re.sub(r"^encoder\.", f"{PREFIX}.", k): v for k, v in model.state_dict().items()}
+
+def write_standard(model: Any, tokenizer: Any, labels: list[str], info: ModelInfo, out: Path) -> None:
+    """A merged [CLS]-pooled model as a plain <Type>ForSequenceClassification folder."""
+    import transformers
+
+    architecture, prefix, moves = STANDARD[model.encoder.config.model_type]
+    config = _labelled_config(model.encoder.config, labels, info.dropout, architecture)
+    hf = getattr(transformers, architecture)(config)
+    state = {_standard_name(k, prefix, moves): v for k, v in model.state_dict().items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if "position_ids" not in k]:
-        raise ValueError(
-            f"weights do not map onto BertForSequenceClassification: {missing[:3]} {unexpected[:3]}"
-        )
+        raise ValueError(f"weights do not map onto {architecture}: {missing[:3]} {unexpected[:3]}")
     hf.save_pretrained(out)
     tokenizer.save_pretrained(out)
 

@@ -69,16 +69,6 @@ def check_options(
         )
 
 
-def sleeping_openmp_threads() -> None:
-    """Make torch's OpenMP threads sleep between ops instead of busy-waiting (OMP_WAIT_POLICY=PASSIVE).
-
-    Spinning threads take the CPU from the HTTP side and from other processes: with another job on
-    the machine, one-text requests took 60-105 ms instead of 22-25 ms. OpenMP reads the policy when
-    torch loads, so this only acts before torch is imported; a user's own OMP_WAIT_POLICY wins."""
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def serving_threads(given: int | None) -> int:
     """torch threads for `serve`: as given, else the CPU cores less one, left to the event loop (HTTP,
     JSON, tokenizing). On 2 cores one thread answered one-text requests in 23 ms against 36-44 ms with
