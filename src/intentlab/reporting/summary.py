@@ -50,15 +50,14 @@ def summarize(groups: dict[str, list[RunRecord]]) -> list[dict[str, Any]]:
             "total_params": first.train.total_params,
             "trainable_percent": first.train.trainable_percent,
             "epochs": mean_std([r.result.train.epochs_run for r in runs]),
-            # a distilled group: its teacher, shown beside its name
-            "teacher": (
-                {"run": Path(first.teacher.path).name, "test_accuracy": first.teacher.test_accuracy}
-                if first.teacher
-                else None
-            ),
         }
         for key, read in SUMMARY_KEYS.items():
             row[key] = mean_std([read(r.result) for r in runs])
+        if first.teacher:  # a distilled group: its teacher, shown beside its name
+            row["teacher"] = {
+                "run": Path(first.teacher.path).name,
+                "test_accuracy": first.teacher.test_accuracy,
+            }
         rows.append(row)
     return rows
 
