@@ -218,16 +218,30 @@ def find_all(
     test_texts: list[str],
     test_features: np.ndarray | None,
 ) -> Findings:
-    """Every issue of the audited rows."""
+    """Every issue of the audited rows. A bar steps through the searches (cleanlab's own steps print
+    nothing at verbosity 0, and on 100,000 rows its neighbour graph takes many minutes)."""
+    from tqdm.auto import tqdm
+
     y = np.asarray([classes.index(label) for label in labels])
+    bar = tqdm(total=4, desc="issues", unit=" search", leave=False)
+    bar.set_postfix_str("cleanlab: label issues, outliers, near-duplicates")
     issues = cleanlab_issues(y, probs, features, classes)
+    bar.update()
+    bar.set_postfix_str("duplicates with other labels")
     issues += conflicting_duplicates(texts, labels, features)
+    bar.update()
+    bar.set_postfix_str("texts shared with test")
     leak_issues, leaks = test_leaks(texts, features, test_texts, test_features)
     issues += leak_issues
+    bar.update()
+    bar.set_postfix_str("confusable intents")
+    confusable = confusable_pairs(y, probs, classes, texts)
+    bar.update()
+    bar.close()
     counts = Counter(i.kind for i in issues)
     return Findings(
         issues=issues,
-        confusable=confusable_pairs(y, probs, classes, texts),
+        confusable=confusable,
         leaks=leaks,
         counts={k: counts.get(k, 0) for k in KINDS},
         imbalance=imbalance(labels),
