@@ -233,6 +233,33 @@ def test_mixing_splits_is_refused(tmp_path: Path) -> None:
         build_report([tmp_path / "nothing"], tmp_path / "out2")
 
 
+def test_runs_on_the_same_test_file_compare_whatever_their_data_is_called(tmp_path: Path) -> None:
+    """A cleaned copy (`intentlab audit --write-clean`) or training data with extra rows keeps the
+    original's validation and test files: its runs compare with the original's, with paired tests."""
+
+    def with_files(run: Path, test_sha: str) -> None:
+        data = json.loads((run / "result.json").read_text())
+        data["run"]["dataset"]["source"] = {
+            "carved": [],
+            "files": {"validation": {"sha256": "v" * 64}, "test": {"sha256": test_sha}},
+        }
+        (run / "result.json").write_text(json.dumps(data))
+
+    original = fake_run(tmp_path / "runs", "lora", 0, 0.90, data="original", split="fp1")
+    cleaned = fake_run(tmp_path / "runs", "full", 0, 0.92, data="cleaned", split="fp2")
+    with pytest.raises(UserError, match="different datasets or data splits"):
+        build_report([tmp_path / "runs"], tmp_path / "out0")  # nothing says they share a test set
+    for run in (original, cleaned):
+        with_files(run, "t" * 64)
+    rep = build_report([tmp_path / "runs"], tmp_path / "out")
+    assert {r["name"] for r in rep["summary"]} == {"lora", "full"} and "McNemar" in (
+        tmp_path / "out" / "report.md"
+    ).read_text()
+    with_files(cleaned, "u" * 64)  # another test file: refused again
+    with pytest.raises(UserError, match="different datasets or data splits"):
+        build_report([tmp_path / "runs"], tmp_path / "out2")
+
+
 def test_the_out_of_scope_section_compares_methods(tmp_path: Path, tiny_model: str, oos_data: str) -> None:
     from conftest import tiny_args
     from intentlab.cli import main

@@ -114,15 +114,27 @@ def _test_key(r: RunRecord) -> str:
     return f"split:{r.result.run.split_fingerprint}"
 
 
+def _file_key(r: RunRecord, split: str) -> str | None:
+    """The checksum of the file a split was read from, when the record has it and the split was not
+    carved from another file: runs that read the same file share that split, whatever their data set's
+    name (a cleaned copy, or training data with extra rows, keeps the original's test file)."""
+    source = r.result.run.dataset.get("source", {})
+    entry = source.get("files", {}).get(split) if isinstance(source, dict) else None
+    carved = source.get("carved", []) if isinstance(source, dict) else []
+    if isinstance(entry, dict) and entry.get("sha256") and split not in carved:
+        return f"{split}-file:{entry['sha256']}"
+    return None
+
+
 def check_same_split(runs: list[RunRecord]) -> None:
     """Refuse to mix datasets or data splits in one comparison. Every run must be scored on the same
-    test set; runs on the whole training data must also share the validation split (a learning
-    curve's sampled cells have their own, by design)."""
+    test set (the same test file, or the same data set's split); runs on the whole training data must
+    also share the validation split (a learning curve's sampled cells have their own, by design)."""
     for runs_, key, what in (
-        (runs, lambda r: f"{r.result.run.data}:{_test_key(r)}", "test sets"),
+        (runs, lambda r: _file_key(r, "test") or f"{r.result.run.data}:{_test_key(r)}", "test sets"),
         (
             [r for r in runs if r.size is None],
-            lambda r: f"{r.result.run.data}:{r.result.run.split_fingerprint}",
+            lambda r: _file_key(r, "validation") or f"{r.result.run.data}:{r.result.run.split_fingerprint}",
             "data splits",
         ),
     ):
