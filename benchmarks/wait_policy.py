@@ -1,6 +1,7 @@
 """OpenMP's wait policy for training, on a quiet and on a busy machine: whole `intentlab train` runs
-with OMP_WAIT_POLICY unset (OpenMP's default: threads spin a while between parallel regions) and
-with PASSIVE (they sleep), side by side.
+with OpenMP's default (`OMP_WAIT_POLICY=default`, which intentlab reads as "leave it unset": threads
+spin a while between parallel regions) and with PASSIVE (they sleep; intentlab's default since
+2026-12-08), side by side.
 
     python benchmarks/wait_policy.py [--methods head,lora] [--examples 2000] [--busy 2] [--reps 2]
 
@@ -34,11 +35,22 @@ def spin() -> None:
         pass
 
 
+def torch_job() -> None:
+    """Another torch job, as on a laptop or a shared runner: matrix products on 2 threads with
+    OpenMP's default policy, forever."""
+    os.environ.pop("OMP_WAIT_POLICY", None)
+    import torch
+
+    torch.set_num_threads(2)
+    a = torch.randn(256, 256)
+    while True:
+        for _ in range(50):
+            a = torch.tanh(a @ a.T / 256)
+
+
 def one(method: str, data: Path, out: Path, policy: str) -> float:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    env.pop("OMP_WAIT_POLICY", None)
-    if policy != "default":
-        env["OMP_WAIT_POLICY"] = policy
+    env["OMP_WAIT_POLICY"] = policy  # "default": intentlab leaves OpenMP its own default
     cmd = [sys.executable, "-m", "intentlab", "train", "--method", method, "--data", str(data)]
     cmd += ["--seed", "42", "--out", str(out), "--overwrite"]
     t0 = time.perf_counter()
@@ -50,18 +62,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="head,lora")
     ap.add_argument("--examples", type=int, default=2000)
-    ap.add_argument("--busy", type=int, default=2, help="spinning processes in the busy case")
+    ap.add_argument("--busy", type=int, default=2, help="processes of load in the busy case")
+    ap.add_argument(
+        "--load",
+        choices=("python", "torch"),
+        default="python",
+        help="busy with pure-Python spinning loops, or with torch jobs (2 OpenMP threads each)",
+    )
+    ap.add_argument("--machines", default="quiet,busy", help="which cases to run")
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()
     print(machine())
-    print(f"load average before starting: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"load average before starting: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; busy = {args.busy} {args.load} jobs"
+    )
     rows, times = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         data = subset(args.examples, Path(tmp) / "data")
-        for load in ("quiet", "busy"):
-            spinners = [
-                multiprocessing.Process(target=spin, daemon=True) for _ in range(args.busy * (load == "busy"))
-            ]
+        target = torch_job if args.load == "torch" else spin
+        loads = args.machines.split(",")
+        for load in loads:
+            n = args.busy * (load == "busy")
+            spinners = [multiprocessing.Process(target=target, daemon=True) for _ in range(n)]
             for p in spinners:
                 p.start()
             try:
@@ -76,7 +98,7 @@ def main() -> None:
                 for p in spinners:
                     p.terminate()
         for method in args.methods.split(","):
-            for load in ("quiet", "busy"):
+            for load in loads:
                 d, p = (median(times[(method, load, x)]) for x in POLICIES)
                 rows.append([method, load, f"{d:.1f}", f"{p:.1f}", f"{d / p:.2f}"])
     print(table(["method", "machine", "default (s)", "PASSIVE (s)", "default / PASSIVE"], rows))

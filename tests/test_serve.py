@@ -544,7 +544,9 @@ def test_a_body_sent_byte_by_byte_hits_the_total_deadline(runs: dict[str, Path])
     assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+@pytest.mark.parametrize(
+    ("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE"), ("default", "unset")]
+)
 def test_model_commands_make_openmp_threads_sleep_unless_the_user_chose(
     given: str | None, expected: str
 ) -> None:
@@ -559,7 +561,7 @@ def test_model_commands_make_openmp_threads_sleep_unless_the_user_chose(
         env["OMP_WAIT_POLICY"] = given
     code = (
         "import os, sys; from intentlab.cli import main; assert 'torch' not in sys.modules; "
-        "assert main(['predict', '/no/such/run', 'hello']) == 2; print(os.environ['OMP_WAIT_POLICY'])"
+        "assert main(['predict', '/no/such/run', 'hello']) == 2; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected

@@ -101,8 +101,13 @@ def sleeping_openmp_threads() -> None:
     22-25 ms, and `train --method head` on 2,000 texts 2 min 9 s instead of 51 s (issue 36's
     measurement, AVX2 kind, load 3 on 2 cores); `benchmarks/wait_policy.py` measures both policies on
     a quiet and a busy machine. OpenMP reads the policy when torch loads, so this only acts before
-    torch is imported; a user's own OMP_WAIT_POLICY wins."""
-    if "torch" not in sys.modules:
+    torch is imported; a user's own OMP_WAIT_POLICY wins, and OMP_WAIT_POLICY=default leaves OpenMP
+    its own default (spin a while, then sleep)."""
+    if "torch" in sys.modules:
+        return
+    if os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "default":
+        del os.environ["OMP_WAIT_POLICY"]  # not a value OpenMP knows: it means "leave it unset"
+    else:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
