@@ -135,8 +135,19 @@ class TrafficLog:
             }
 
     def close(self) -> None:
+        """Drain the queue and close the file. A full disk at this last flush is reported like any
+        other write failure: the server's shutdown never fails on the log."""
         self.listener.stop()  # drains the queue first
-        self.handler.close()
+        try:
+            self.handler.close()
+        except OSError as e:
+            self._dropped(f"closing the log: {e.strerror}", count=False)
+            stream, self.handler.stream = self.handler.stream, None
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
 
 
 def read_log(path: str | Path, adapter: str | None = None) -> tuple[list[dict[str, Any]], int]:
