@@ -171,9 +171,7 @@ def choose(
 
         auroc = {name: float(roc_auc_score(y < 0, -s)) for name, s in scores.items()}
         for name, s in scores.items():
-            state.thresholds[name], state.rule = pick_threshold(
-                y[y >= 0], pred[y >= 0], s[y >= 0], target_recall
-            )
+            state.thresholds[name], _ = pick_threshold(y[y >= 0], pred[y >= 0], s[y >= 0], target_recall)
         state.chosen = max(state.scorers, key=lambda n: (auroc[n], n == DEFAULT_SCORER))
         state.rule = (
             f"only {n_oos} out-of-scope validation rows (fewer than {FEW_OOS}): the scorer with the best "

@@ -92,6 +92,9 @@ class Setup:
             cfg = self.cfg = cfg.replace(max_length=limit)
         self.pad_id = pad_id(self.tokenizer)
         self.method = get_method(cfg.method)
+        # the teacher's logits for the training texts (read back from `out` when kept there): a bad
+        # teacher fails here, before the model is built or any text encoded
+        self.teacher = distill.prepare(cfg, self.ds.train.texts, self.ds.labels, out, resume)
         splits = ("train", "validation", "test")
         self.tokens = {s: B.tokenize(self.tokenizer, self.ds.split(s).texts, cfg.max_length) for s in splits}
         self.y = {s: self.ds.ids(self.ds.split(s)) for s in splits}
@@ -144,9 +147,7 @@ class Setup:
         self.from_layer = 0  # training steps enter the encoder here (> 0: the layers below ran once)
         if self.cached is None:
             self._cache_frozen_layers(accelerator)
-        # the teacher's logits for the training texts (read back from `out` when kept there)
-        self.teacher = distill.prepare(cfg, self.ds.train.texts, self.ds.labels, out, resume)
-        if self.teacher is not None:
+        if self.teacher is not None:  # each batch also carries its rows' teacher logits
             self.collate = distill.DistillCollator(
                 self.collate, self.teacher.logits, accelerator.process_index, accelerator.num_processes
             )
